@@ -1,0 +1,1 @@
+"""Training engine: train loop, checkpoints, distributed, claims, benchmarks, report."""

@@ -1,0 +1,214 @@
+"""Claims: a paper's falsifiable statement, its experiment, and the runner that writes the evidence.
+
+    @claim(paper="resnet", statement="...", criterion="...", quick=dict(steps=20, seeds=1), full=dict(...))
+    def degradation(cfg, ctx) -> ClaimResult: ...
+
+`run_claim` runs one in `quick` or `full` mode over its seeds and writes
+`<claim>.json` (config, metrics, criterion, passed, versions, wall time) and
+`<claim>.png`: full runs into `results/<slug>/`, quick runs into `runs/<slug>/`
+(git-ignored), never into `results/`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..registry import Claim, get_claim, register_claim, repo_root, results_dir
+
+
+@dataclass
+class ClaimResult:
+    """What a claim returns: its metrics, `passed` computed from them by the criterion, and its figure."""
+
+    metrics: dict
+    passed: bool
+    figure: Any = None          # a matplotlib Figure, saved as <claim>.png
+    notes: str = ""
+
+
+class Config(SimpleNamespace):
+    """A claim's configuration with attribute access (`cfg.steps`)."""
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def claim(*, paper: str, statement: str, criterion: str, quick: dict, full: dict, name: str | None = None):
+    """Register the decorated `fn(cfg, ctx) -> ClaimResult` as a claim of `paper`."""
+    if "seeds" not in quick or "seeds" not in full:
+        raise ValueError("a claim's quick and full configs must both say how many seeds they run")
+
+    def deco(fn):
+        register_claim(Claim(paper, name or fn.__name__, statement, criterion, dict(quick), dict(full), fn))
+        return fn
+
+    return deco
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu, cuda or mps, got {device!r}")
+    return torch.device(device)
+
+
+@dataclass
+class ClaimContext:
+    """What a claim gets besides its config: device, data, seeding and the shared fit/eval loop."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data_dir: str | None = None
+    mode: str = "quick"
+    progress: bool = True
+    datasets_used: dict = field(default_factory=dict)
+
+    def dataset(self, name: str, fallback: str | None = None, **kw):
+        """Load `name` (see `archzoo.data.load_dataset`); if unavailable, load `fallback` and record it."""
+        from ..data import DatasetUnavailable, load_dataset
+
+        try:
+            data = load_dataset(name, data_dir=self.data_dir, **kw)
+        except DatasetUnavailable as e:
+            if fallback is None:
+                raise
+            print(f"[archzoo] {name} unavailable ({e}); falling back to {fallback}", file=sys.stderr)
+            data = load_dataset(fallback, **kw)
+        self.datasets_used[name] = getattr(data, "name", name)
+        return data
+
+    @staticmethod
+    def grid(*axes):
+        """The product of the axes; an int axis n means range(n) (seeds), a dict means its keys."""
+        axes = [range(a) if isinstance(a, int) else (list(a) if isinstance(a, dict) else a) for a in axes]
+        return list(itertools.product(*axes))
+
+    @staticmethod
+    def seed(seed: int) -> None:
+        seed_everything(seed)
+
+    def fit_and_eval(self, model, data, **kw):
+        """Train `model` on `data.train` and evaluate on `data.test` (see `engine.train.fit_and_eval`)."""
+        from .train import fit_and_eval
+
+        kw.setdefault("device", self.device)
+        kw.setdefault("progress", self.progress)
+        return fit_and_eval(model, data, **kw)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def mean_over_seeds(values: dict) -> dict:
+    """{key: [per-seed values]} -> {key: mean}."""
+    return {k: float(np.mean(v)) for k, v in values.items()}
+
+
+def versions() -> dict:
+    from .. import __version__
+
+    return {"archzoo": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def runs_dir() -> Path:
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / "runs"
+
+
+def run_claim(slug: str, name: str, mode: str = "quick", *, seeds: int | None = None, device: str = "auto",
+              data_dir: str | None = None, out_dir: str | os.PathLike | None = None, progress: bool = True,
+              overrides: dict | None = None) -> dict:
+    """Run one claim and write its record + figure; returns the record.
+
+    Quick runs (and full runs with overrides, which are not the committed configuration)
+    go to `runs/<slug>/` unless `out_dir` says otherwise; full runs go to `results/<slug>/`.
+    """
+    if mode not in ("quick", "full"):
+        raise ValueError(f"mode must be 'quick' or 'full', got {mode!r}")
+    c = get_claim(slug, name)
+    cfg = Config(**(c.quick if mode == "quick" else c.full))
+    if seeds is not None:
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        cfg.seeds = seeds
+    for k, v in (overrides or {}).items():
+        cfg.__dict__[k] = v
+    official = mode == "full" and seeds is None and not overrides
+    ctx = ClaimContext(device=resolve_device(device), data_dir=data_dir, mode=mode, progress=progress)
+    seed_everything(0)
+    t0 = time.time()
+    result = c.fn(cfg, ctx)
+    wall = time.time() - t0
+    if not isinstance(result, ClaimResult):
+        raise TypeError(f"claim {slug}.{name} must return a ClaimResult, got {type(result).__name__}")
+    if out_dir is None:
+        out_dir = (results_dir() if official else runs_dir()) / slug
+    out_dir = Path(out_dir)
+    record = {
+        "paper": slug, "claim": name, "statement": c.statement, "criterion": c.criterion,
+        "mode": mode, "config": _jsonable(cfg.to_dict()), "metrics": _jsonable(result.metrics),
+        "passed": bool(result.passed), "notes": result.notes, "datasets": ctx.datasets_used,
+        "device": str(ctx.device), "wall_time_s": round(wall, 1), "versions": versions(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "figure": f"{name}.png" if result.figure is not None else None,
+    }
+    if result.figure is not None:
+        _atomic_write(out_dir / f"{name}.png", lambda p: result.figure.savefig(p, format="png", dpi=120,
+                                                                                bbox_inches="tight"))
+        import matplotlib.pyplot as plt
+
+        plt.close(result.figure)
+    _atomic_write(out_dir / f"{name}.json",
+                  lambda p: Path(p).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n"))
+    record["path"] = str(out_dir / f"{name}.json")
+    return record

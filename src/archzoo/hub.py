@@ -1,0 +1,61 @@
+"""save_pretrained / from_pretrained: `config.json` + `model.safetensors`, never pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import MethodType
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
+
+
+def attach_pretrained(model: nn.Module, name: str, overrides: dict) -> nn.Module:
+    try:
+        json.dumps(overrides)
+    except TypeError as e:
+        raise ValueError(f"overrides of {name!r} must be JSON-serialisable to save the model: {e}") from None
+    model.pretrained_cfg = {"model": name, "kwargs": dict(overrides)}
+    if not hasattr(type(model), "save_pretrained"):
+        model.save_pretrained = MethodType(save_pretrained, model)
+    return model
+
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Write `config.json` and `model.safetensors` into `directory` (each file atomically)."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if cfg is None:
+        raise ValueError("save_pretrained needs a model built by archzoo.create_model (it records the preset name)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_model(model, tmp)
+        os.replace(tmp, directory / WEIGHTS)
+        tmp_cfg = directory / (CONFIG + ".tmp")
+        tmp_cfg.write_text(json.dumps(cfg, indent=2) + "\n")
+        os.replace(tmp_cfg, directory / CONFIG)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return directory
+
+
+def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides) -> nn.Module:
+    """Rebuild the preset recorded in `config.json` and load `model.safetensors` into it (strict)."""
+    from .registry import create_model
+
+    directory = Path(directory)
+    for f in (CONFIG, WEIGHTS):
+        if not (directory / f).exists():
+            raise ValueError(f"{directory} is not a saved archzoo model: {f} is missing")
+    cfg = json.loads((directory / CONFIG).read_text())
+    model = create_model(cfg["model"], **{**cfg.get("kwargs", {}), **overrides})
+    load_model(model, directory / WEIGHTS, strict=True, device=str(map_location))
+    return model

@@ -103,7 +103,8 @@ PAPERS = [
      "Environments and Their Solutions", "1901.01753", 2019, "learning",
      "Co-evolve environments and agents with transfer between them."),
     ("disentanglement", "Challenging Common Assumptions in the Unsupervised Learning of Disentangled Representations",
-     "1811.12359", 2018, "learning", "Disentanglement metrics depend more on seeds and hyperparameters than on method."),
+     "1811.12359", 2018, "learning",
+     "Disentanglement metrics depend more on seeds and hyperparameters than on method."),
     # generative
     ("gan", "Generative Adversarial Networks", "1406.2661", 2014, "generative",
      "A generator and a discriminator play a minimax game."),

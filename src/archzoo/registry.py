@@ -28,7 +28,8 @@ class UnknownNameError(ValueError):
 
 def unknown(kind: str, name: str, known) -> UnknownNameError:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; see `archzoo {'models' if kind == 'model' else 'list'}`"
+    where = "models" if kind == "model" else "list"
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; see `archzoo {where}`"
     return UnknownNameError(f"unknown {kind} {name!r}{hint}")
 
 
@@ -47,6 +48,7 @@ class Claim:
     quick: dict
     full: dict
     fn: Callable
+    demo: dict | None = None
 
     def result(self) -> dict | None:
         """The committed evidence `results/<slug>/<name>.json` of the full run, or None."""

@@ -47,13 +47,19 @@ class Config(SimpleNamespace):
         return dict(vars(self))
 
 
-def claim(*, paper: str, statement: str, criterion: str, quick: dict, full: dict, name: str | None = None):
-    """Register the decorated `fn(cfg, ctx) -> ClaimResult` as a claim of `paper`."""
-    if "seeds" not in quick or "seeds" not in full:
-        raise ValueError("a claim's quick and full configs must both say how many seeds they run")
+def claim(*, paper: str, statement: str, criterion: str, quick: dict, full: dict, demo: dict | None = None,
+          name: str | None = None):
+    """Register the decorated `fn(cfg, ctx) -> ClaimResult` as a claim of `paper`.
+
+    `demo` (optional) is a config between quick and full that shows real learning in a minute or two;
+    `archzoo demo` runs it. Only `full` produces evidence.
+    """
+    if any("seeds" not in c for c in (quick, full, demo or {"seeds": 1})):
+        raise ValueError("a claim's quick, full (and demo) configs must each say how many seeds they run")
 
     def deco(fn):
-        register_claim(Claim(paper, name or fn.__name__, statement, criterion, dict(quick), dict(full), fn))
+        register_claim(Claim(paper, name or fn.__name__, statement, criterion, dict(quick), dict(full), fn,
+                             dict(demo) if demo else None))
         return fn
 
     return deco
@@ -170,13 +176,15 @@ def run_claim(slug: str, name: str, mode: str = "quick", *, seeds: int | None = 
               overrides: dict | None = None) -> dict:
     """Run one claim and write its record + figure; returns the record.
 
-    Quick runs (and full runs with overrides, which are not the committed configuration)
+    Quick and demo runs (and full runs with overrides, which are not the committed configuration)
     go to `runs/<slug>/` unless `out_dir` says otherwise; full runs go to `results/<slug>/`.
     """
-    if mode not in ("quick", "full"):
-        raise ValueError(f"mode must be 'quick' or 'full', got {mode!r}")
+    if mode not in ("quick", "demo", "full"):
+        raise ValueError(f"mode must be 'quick', 'demo' or 'full', got {mode!r}")
     c = get_claim(slug, name)
-    cfg = Config(**(c.quick if mode == "quick" else c.full))
+    if mode == "demo" and c.demo is None:
+        raise ValueError(f"claim {slug}.{name} has no demo config")
+    cfg = Config(**{"quick": c.quick, "demo": c.demo, "full": c.full}[mode])
     if seeds is not None:
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")

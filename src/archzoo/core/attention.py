@@ -1,0 +1,90 @@
+r"""The attention protocol every attention of the course follows, and full (softmax) attention.
+
+Protocol
+--------
+An attention is an `nn.Module` registered with `@register_attention(name, paper=slug)`:
+
+    attn = Attention(dim, heads=8, dim_head=64, dropout=0.0, **variant_kwargs)
+    y = attn(x, context=None, mask=None, causal=False)          # (B, N, dim)
+
+- `x` is `(B, N, dim)`, batch first.
+- `context` `(B, M, dim)` turns on cross-attention: queries come from `x`, keys and values from `context`.
+- `mask` is a bool padding mask `(B, N_kv)` over the keys (`N_kv` = M with a context, else N):
+  True = keep (a real token), False = padding that no query may attend to.
+- `causal=True`: query i attends only to keys j <= i (decoder self-attention).
+- `dropout` is dropout on the attention weights, applied in training only.
+- A variant that its paper defines without causal masking, padding masks or cross-attention raises a
+  `ValueError` saying so; it never silently ignores the argument.
+
+Transformer(attention=name) builds any registered attention through this protocol.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..registry import register_attention
+from .checks import check_shape
+
+
+@register_attention("full")
+class FullAttention(nn.Module):
+    r"""Multi-head scaled dot-product attention (Vaswani et al., 2017, arXiv:1706.03762, Sec. 3.2).
+
+        Attention(Q, K, V) = softmax(Q K^T / \sqrt{d_k}) V                           (Eq. 1)
+        MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,  head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+
+    computed by `torch.nn.functional.scaled_dot_product_attention`. The projections W^Q, W^K, W^V
+    (`to_q`, `to_k`, `to_v`, `dim -> heads * dim_head`) have no bias and W^O (`to_out`) has one, as in most
+    implementations. Causal masking is the decoder's masking of Sec. 3.2.3.
+
+    A query with no key to attend to (every key padded, or a causal prefix of padding) has an empty softmax;
+    instead of NaN its output is zero, so in a residual block that token passes through unchanged.
+    `context_dim` (default `dim`) lets the context of cross-attention have its own width.
+    """
+
+    def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0,
+                 context_dim: int | None = None):
+        super().__init__()
+        self.dim, self.heads, self.dim_head, self.dropout = dim, heads, dim_head, dropout
+        self.context_dim = context_dim or dim
+        inner = heads * dim_head
+        self.to_q = nn.Linear(dim, inner, bias=False)                  # W^Q, all heads at once
+        self.to_k = nn.Linear(self.context_dim, inner, bias=False)     # W^K
+        self.to_v = nn.Linear(self.context_dim, inner, bias=False)     # W^V
+        self.to_out = nn.Linear(inner, dim)                            # W^O
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
+                causal: bool = False) -> Tensor:
+        check_shape(x, "B N D", D=self.dim)
+        b, n, _ = x.shape
+        kv = x
+        if context is not None:
+            check_shape(context, "B M D", name="context", B=b, D=self.context_dim)
+            kv = context
+        m = kv.shape[1]
+        if causal and m != n:
+            raise ValueError(f"causal attention needs as many keys as queries; got {n} queries and {m} context tokens")
+        if mask is not None:
+            check_shape(mask, "B N_kv", name="mask", dtype="bool", B=b, N_kv=m)
+
+        q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)      # (B, H, N, d)
+        k = rearrange(self.to_k(kv), "b m (h d) -> b h m d", h=self.heads)     # (B, H, M, d)
+        v = rearrange(self.to_v(kv), "b m (h d) -> b h m d", h=self.heads)     # (B, H, M, d)
+
+        keep, empty = None, None
+        if mask is not None:
+            keep = rearrange(mask, "b m -> b 1 1 m")                           # (B, 1, 1, M)
+            if causal:
+                keep = keep & torch.ones(n, m, dtype=torch.bool, device=x.device).tril()   # (B, 1, N, M)
+            empty = ~keep.any(-1, keepdim=True)                                # (B, 1, N or 1, 1) no key at all
+            keep = keep | empty                                                # attend anywhere, zeroed below
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.dropout if self.training else 0.0,
+                                             is_causal=causal and mask is None)  # (B, H, N, d)
+        out = self.to_out(rearrange(out, "b h n d -> b n (h d)"))              # (B, N, dim)
+        if empty is not None:
+            out = out.masked_fill(rearrange(empty, "b 1 n 1 -> b n 1"), 0.0)
+        return out

@@ -1,0 +1,242 @@
+"""Checkpoints: safetensors + JSON, written atomically, verified on load, never pickle.
+
+A checkpoint is a directory:
+
+    model.safetensors       the model's weights (tied weights stored once)
+    optimizer.safetensors   the optimizer's state tensors (moments, step counts) ...
+    optimizer.json          ... and its structure: param groups, hyperparameters, non-tensor state
+    scheduler.json          the learning-rate scheduler's state
+    rng.safetensors         torch's CPU (and CUDA) generator states
+    rng.json                numpy's and Python's `random` states
+    meta.json               step, caller's `extra`, and the SHA-256 of every file above
+
+It is written into a temporary directory beside its destination and renamed
+into place only when complete, so a crash leaves the previous checkpoint
+intact. `load_checkpoint` checks every checksum before touching the model and
+raises `CheckpointError` naming the file that is missing, truncated or corrupt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+FORMAT = "archzoo-checkpoint"
+VERSION = 1
+_TENSOR = "__tensor__"      # placeholder for a tensor moved out of a JSON structure
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete, truncated or corrupt."""
+
+
+# ----------------------------------------------------------------------------- tensors <-> JSON
+
+
+def _split_tensors(obj, prefix: str, tensors: dict):
+    """Replace every tensor in a nested dict/list by a placeholder and collect it in `tensors`."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous()
+        return {_TENSOR: prefix}
+    if isinstance(obj, dict):
+        return {str(k): _split_tensors(v, f"{prefix}.{k}", tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def _join_tensors(obj, tensors: dict):
+    """Inverse of `_split_tensors`."""
+    if isinstance(obj, dict):
+        if set(obj) == {_TENSOR}:
+            return tensors[obj[_TENSOR]]
+        return {k: _join_tensors(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_tensors(v, tensors) for v in obj]
+    return obj
+
+
+def _optimizer_state(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """Turn JSON's string keys back into parameter indices and its lists back into the optimizer's tuples."""
+    groups = []
+    for group, current in zip(saved["param_groups"], optimizer.param_groups):
+        groups.append({k: tuple(v) if isinstance(current.get(k), tuple) else v for k, v in group.items()})
+    return {"state": {int(k): v for k, v in saved["state"].items()}, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------- RNG
+
+
+def _rng_state() -> tuple[dict, dict]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = state
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return tensors, {"numpy": [name, keys.tolist(), pos, has_gauss, cached],
+                     "python": [version, list(internal), gauss_next]}
+
+
+def _set_rng_state(tensors: dict, state: dict) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[f"cuda.{i}"] for i in range(sum(k.startswith("cuda.") for k in tensors))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_files(tmp: Path, *, model, optimizer, scheduler, step: int, extra) -> None:
+    """Write every file of a checkpoint into `tmp`, meta.json last."""
+    save_model(model, str(tmp / "model.safetensors"))
+    if optimizer is not None:
+        tensors: dict = {}
+        _write_json(tmp / "optimizer.json", _split_tensors(optimizer.state_dict(), "optimizer", tensors))
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+    if scheduler is not None:
+        _write_json(tmp / "scheduler.json", scheduler.state_dict())
+    rng_tensors, rng_json = _rng_state()
+    save_file(rng_tensors, str(tmp / "rng.safetensors"))
+    _write_json(tmp / "rng.json", rng_json)
+    files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+    _write_json(tmp / "meta.json", {"format": FORMAT, "version": VERSION, "step": step,
+                                    "extra": extra or {}, "files": files})
+    for p in tmp.iterdir():
+        _fsync(p)
+
+
+def save_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, scheduler=None, step: int,
+                    extra: dict | None = None) -> Path:
+    """Write a checkpoint to `directory` atomically, replacing any checkpoint already there.
+
+    `extra` is any JSON-serialisable dict (e.g. the training history); it comes back in
+    `load_checkpoint(...)["extra"]`. Returns the checkpoint's path.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    old = None
+    try:
+        _write_files(tmp, model=model, optimizer=optimizer, scheduler=scheduler, step=step, extra=extra)
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
+            os.replace(directory, old)          # an empty directory is replaced by the rename
+        os.replace(tmp, directory)
+        _fsync(directory.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def find_checkpoint(directory) -> Path | None:
+    """The complete checkpoint at `directory`, else the previous one kept by a save that crashed
+    between its two renames, else None."""
+    directory = Path(directory)
+    if (directory / "meta.json").exists():
+        return directory
+    previous = sorted(directory.parent.glob(f".{directory.name}.old-*"), key=os.path.getmtime)
+    complete = [p for p in previous if (p / "meta.json").exists()]
+    return complete[-1] if complete else None
+
+
+def _read_meta(directory: Path) -> dict:
+    path = directory / "meta.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; {directory} is not a complete checkpoint")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt JSON ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
+        raise CheckpointError(f"{path}: not an archzoo checkpoint (expected format {FORMAT!r})")
+    return meta
+
+
+def _verify(directory: Path, meta: dict) -> None:
+    for name, digest in meta["files"].items():
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from the checkpoint")
+        if _sha256(path) != digest:
+            raise CheckpointError(f"{path}: SHA-256 does not match meta.json (truncated or corrupt)")
+
+
+def _require(directory: Path, meta: dict, name: str, what: str) -> Path:
+    if name not in meta["files"]:
+        raise CheckpointError(f"{directory / name}: the checkpoint holds no {what} state")
+    return directory / name
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt JSON ({e})") from e
+
+
+def _load_tensors(path: Path, map_location) -> dict:
+    try:
+        return load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from e
+
+
+def load_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, scheduler=None,
+                    map_location="cpu") -> dict:
+    """Restore model, optimizer, scheduler and RNG states from `directory`; returns its meta
+    (`step`, `extra`, `files`). Every file's checksum is verified first; nothing is unpickled.
+    """
+    directory = Path(directory)
+    meta = _read_meta(directory)
+    _verify(directory, meta)
+    try:
+        load_model(model, str(_require(directory, meta, "model.safetensors", "model")), device=str(map_location))
+    except (SafetensorError, RuntimeError) as e:
+        raise CheckpointError(f"{directory / 'model.safetensors'}: does not fit the model ({e})") from e
+    if optimizer is not None:
+        structure = _load_json(_require(directory, meta, "optimizer.json", "optimizer"))
+        tensors = _load_tensors(_require(directory, meta, "optimizer.safetensors", "optimizer"), map_location)
+        optimizer.load_state_dict(_optimizer_state(_join_tensors(structure, tensors), optimizer))
+    if scheduler is not None:
+        scheduler.load_state_dict(_load_json(_require(directory, meta, "scheduler.json", "scheduler")))
+    _set_rng_state(_load_tensors(_require(directory, meta, "rng.safetensors", "RNG"), "cpu"),
+                   _load_json(_require(directory, meta, "rng.json", "RNG")))
+    return meta

@@ -1,0 +1,89 @@
+"""The bench harness: medians and ratios per size, memory that scales like the tensors, markdown sections."""
+
+import math
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from archzoo import registry
+from archzoo.engine.bench import bench_models, bench_module, format_table, loglog_slope, plot_loglog, write_section
+
+
+class SquareBuffer(nn.Module):
+    """Allocates an (n, n) tensor from an input of length n: memory grows as n^2."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return (torch.outer(x, x) * self.scale).sum()
+
+
+def test_bench_module_gives_positive_medians_per_size_and_a_ratio_to_the_reference():
+    rows = bench_module(nn.Linear(8, 8), lambda n: torch.randn(n, 8), [2, 4], repeats=3, warmup=1,
+                        reference=lambda n: nn.Linear(8, 8), name="ours", ref_name="ref")
+    assert [(r["method"], r["size"]) for r in rows] == [("ours", 2), ("ref", 2), ("ours", 4), ("ref", 4)]
+    for r in rows:
+        assert math.isfinite(r["time_ms"]) and r["time_ms"] > 0 and r["peak_mb"] > 0
+    ours = [r for r in rows if r["method"] == "ours"]
+    assert all(math.isclose(o["ratio"], o["time_ms"] / ref["time_ms"]) for o, ref in zip(ours, rows[1::2]))
+    assert "| ours | 2 |" in format_table(rows, ["method", "size", "time_ms", "ratio"])
+
+
+def test_peak_memory_of_an_n_by_n_buffer_grows_quadratically():
+    sizes = [64, 128, 256, 512]
+    rows = bench_module(lambda n: SquareBuffer(), lambda n: torch.randn(n), sizes, repeats=1, warmup=0)
+    assert 1.8 <= loglog_slope(sizes, [r["peak_mb"] for r in rows]) <= 2.2
+
+
+def test_a_failing_size_records_its_error_and_the_sweep_goes_on():
+    rows = bench_module(lambda n: nn.Linear(n, 4), lambda n: torch.randn(2, 8), [8, 3], repeats=1, warmup=0)
+    assert "time_ms" in rows[0] and "error" in rows[1] and "time_ms" not in rows[1]
+
+
+def test_loglog_slope_of_a_square_is_two():
+    sizes = [1, 2, 4, 8, 16]
+    assert math.isclose(loglog_slope(sizes, [s**2 for s in sizes]), 2.0)
+    assert math.isclose(loglog_slope(sizes, [1, 1, 16, 64, 256], min_size=4), 2.0)
+
+
+def test_plot_loglog_saves_a_png_and_skips_failed_sizes(tmp_path):
+    rows = [{"method": m, "size": n, "time_ms": n * k} for m, k in (("a", 1.0), ("b", 2.0)) for n in (1, 2, 4)]
+    path = plot_loglog(rows + [{"method": "a", "size": 8, "error": "OOM"}], "time_ms", tmp_path / "t.png", "time")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_write_section_replaces_a_section_in_place_and_keeps_the_others(tmp_path):
+    path = tmp_path / "docs" / "benchmarks.md"
+    write_section(path, "a", "first A")
+    write_section(path, "b", "only B")
+    write_section(path, "a", "second A")
+    text = path.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "second A" in text and "first A" not in text and "only B" in text
+    assert text.index("<!-- bench:a -->") < text.index("second A") < text.index("<!-- bench:b -->")
+
+
+def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
+    def tiny(**kw):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
+        model.default_input_size = (3, 32, 32)
+        return model
+
+    paper = registry.get_paper("alexnet")
+    saved = list(paper.models)
+    try:
+        registry.register_model("_test_bench_tiny", paper="alexnet")(tiny)
+        registry.register_model("_test_bench_noinput", paper="alexnet")(lambda **kw: nn.Linear(2, 2))
+        args = SimpleNamespace(device="cpu", repeats=2, warmup=1, quick=True, out=tmp_path / "bench.md",
+                               pattern="_test_bench_*", batch_size=None, img_size=None)
+        bench_models(args)
+    finally:
+        paper.models[:] = saved
+        for name in ("_test_bench_tiny", "_test_bench_noinput"):
+            registry._MODELS.pop(name, None)
+    text = (tmp_path / "bench.md").read_text()
+    assert "| _test_bench_tiny | 0.006146 | 2x3x32x32 |" in text
+    assert "Skipped:\n- `_test_bench_noinput`: no `default_input_size`" in text

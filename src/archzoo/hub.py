@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from types import MethodType
 
 import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
+
+from .fileio import atomic_write
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
@@ -32,18 +33,8 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     if cfg is None:
         raise ValueError("save_pretrained needs a model built by archzoo.create_model (it records the preset name)")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_model(model, tmp)
-        os.replace(tmp, directory / WEIGHTS)
-        tmp_cfg = directory / (CONFIG + ".tmp")
-        tmp_cfg.write_text(json.dumps(cfg, indent=2) + "\n")
-        os.replace(tmp_cfg, directory / CONFIG)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(directory / WEIGHTS, lambda tmp: save_model(model, tmp))
+    atomic_write(directory / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
     return directory
 
 

@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..fileio import public_mode
+
 
 class DatasetUnavailable(RuntimeError):
     """A dataset is neither on disk nor downloadable; the message says how to get it."""
@@ -46,6 +48,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str, *, timeout: float =
         if digest.hexdigest() != sha256.lower():
             raise ValueError(f"checksum mismatch for {url}: expected SHA-256 {sha256.lower()}, "
                              f"received {digest.hexdigest()}")
+        os.chmod(tmp, public_mode())
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

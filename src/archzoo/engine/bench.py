@@ -32,8 +32,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..fileio import atomic_write
 from ..registry import register_bench, repo_root
-from .claims import _atomic_write
 
 MiB = 2**20
 
@@ -277,7 +277,7 @@ def plot_loglog(rows: Sequence[dict], key: str, path: str | os.PathLike, title: 
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     path = Path(path)
-    _atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
     return path
 
 
@@ -309,7 +309,7 @@ def write_section(path: str | os.PathLike, name: str, markdown: str) -> Path:
         text = pattern.sub(lambda _: block, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    _atomic_write(path, lambda p: Path(p).write_text(text))
+    atomic_write(path, lambda p: Path(p).write_text(text))
     return path
 
 

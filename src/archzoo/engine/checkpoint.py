@@ -31,6 +31,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from ..fileio import public_mode
+
 FORMAT = "archzoo-checkpoint"
 VERSION = 1
 _TENSOR = "__tensor__"      # placeholder for a tensor moved out of a JSON structure
@@ -154,6 +156,7 @@ def save_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, schedu
     old = None
     try:
         _write_files(tmp, model=model, optimizer=optimizer, scheduler=scheduler, step=step, extra=extra)
+        os.chmod(tmp, public_mode(directory=True))
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
             os.replace(directory, old)          # an empty directory is replaced by the rename

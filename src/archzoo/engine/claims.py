@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fileio import atomic_write
 from ..registry import Claim, get_claim, register_claim, repo_root, results_dir
 
 
@@ -154,18 +154,6 @@ def _jsonable(obj):
     return obj
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def runs_dir() -> Path:
     root = repo_root()
     return (root if root is not None else Path.cwd()) / "runs"
@@ -211,12 +199,12 @@ def run_claim(slug: str, name: str, mode: str = "quick", *, seeds: int | None = 
         "figure": f"{name}.png" if result.figure is not None else None,
     }
     if result.figure is not None:
-        _atomic_write(out_dir / f"{name}.png", lambda p: result.figure.savefig(p, format="png", dpi=120,
+        atomic_write(out_dir / f"{name}.png", lambda p: result.figure.savefig(p, format="png", dpi=120,
                                                                                 bbox_inches="tight"))
         import matplotlib.pyplot as plt
 
         plt.close(result.figure)
-    _atomic_write(out_dir / f"{name}.json",
+    atomic_write(out_dir / f"{name}.json",
                   lambda p: Path(p).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n"))
     record["path"] = str(out_dir / f"{name}.json")
     return record

@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileio import atomic_write
 from ..registry import Claim, Paper, list_papers, repo_root, results_dir
-from .claims import _atomic_write
 
 MAX_LIST_ITEMS = 12         # longer metric lists are cut, with their length
 CARD_METRICS = 6            # metrics shown on a gallery card
@@ -259,7 +259,7 @@ def copy_images(entries: dict[str, list[Entry]], html_dir: Path) -> dict[tuple[s
         rel = f"img/{e.paper.slug}/{e.claim.name}.png"
         dest, data = html_dir / rel, e.figure.read_bytes()
         if not dest.is_file() or dest.read_bytes() != data:
-            _atomic_write(dest, lambda p, data=data: Path(p).write_bytes(data))
+            atomic_write(dest, lambda p, data=data: Path(p).write_bytes(data))
         images[(e.paper.slug, e.claim.name)] = rel
         wanted.add(dest)
     for old in (html_dir / "img").glob("*/*.png"):
@@ -272,7 +272,7 @@ def copy_images(entries: dict[str, list[Entry]], html_dir: Path) -> dict[tuple[s
 
 
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def build_report(results: str | os.PathLike | None = None, docs_path: str | os.PathLike | None = None,

@@ -121,6 +121,7 @@ def cmd_train(args) -> None:
     import torch
 
     from .data import load_dataset
+    from .engine import distributed
     from .engine.claims import resolve_device
     from .engine.train import evaluate, train
     from .hub import save_pretrained
@@ -139,6 +140,8 @@ def cmd_train(args) -> None:
                    grad_clip=args.grad_clip, seed=args.seed, device=device, amp=args.amp, compile=args.compile,
                    log_path=out / "metrics.jsonl", checkpoint_dir=out / "checkpoints",
                    checkpoint_every=args.checkpoint_every, resume=args.resume)
+    if not distributed.is_main_process():          # under torchrun, rank 0 evaluates and writes
+        return
     metrics = {"final_train_loss": result.final_loss}
     if getattr(data, "test", None) is not None and hasattr(data, "num_classes"):
         metrics.update({f"test_{k}": v for k, v in evaluate(model, data.test, device=device).items()})

@@ -1,0 +1,371 @@
+"""The claims of Batch Normalization (Ioffe & Szegedy 2015, arXiv:1502.03167), at laptop scale on Fashion-MNIST.
+
+1. `fewer_steps_to_target` (Sec. 4.2.2, Fig. 2-3): with BN a convolutional net reaches a target accuracy in far
+   fewer steps, at the plain net's learning rate (BN-Baseline) and more so at 5x that rate (BN-x5).
+2. `higher_learning_rate` (Sec. 3.3, 4.2.1): BN trains at a learning rate 10x the plain net's best, where the
+   plain net diverges or stays at chance.
+3. `mnist_sigmoid_distributions` (Sec. 4.1, Fig. 1): in the 3-hidden-layer sigmoid network the distribution of a
+   last-layer sigmoid input stays put with BN and drifts without it; BN also reaches a higher test accuracy sooner.
+
+The convolutional net of claims 1-2 is the plain (shortcut-free) CIFAR net of the ResNet paper, with our
+BatchNorm2d after every convolution, or with no normalization and a bias in every convolution instead (the bias
+that BN makes redundant, Sec. 3.2). For a given seed the two nets start from the same convolution weights and see
+the same batches; the base learning rate 0.03 is the best of {0.01, 0.03, 0.1} for the net without BN in a
+one-seed probe (steps to 70%). Images are Fashion-MNIST averaged down to 14x14 to fit the CPU budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from ...engine.claims import ClaimResult, claim, mean_over_seeds
+from ...engine.train import cross_entropy_loss, evaluate, train
+from ..resnet import CifarResNet
+from .batch_norm import BatchNorm2d
+from .models import SigmoidMLP
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def first(dataset: TensorDataset, n: int) -> TensorDataset:
+    """The first `n` samples of a TensorDataset (all of them when it is smaller): a fixed evaluation subset."""
+    return TensorDataset(*(t[:n] for t in dataset.tensors))
+
+
+def small_images(ctx, n_train: int, n_test: int, img_size: int):
+    """Fashion-MNIST (digits as fallback): a class-balanced training subset and the first test images, averaged
+    down by an integer factor towards `img_size` (28 -> 14); 8x8 digits stay as they are."""
+    data = ctx.dataset("fashion-mnist", fallback="digits")
+    data = replace(data.subset(min(n_train, len(data.train)), seed=0), test=first(data.test, n_test))
+    factor = max(1, data.img_size // img_size)
+    if factor == 1:
+        return data
+    pool = lambda d: TensorDataset(F.avg_pool2d(d.tensors[0], factor), d.tensors[1])  # noqa: E731
+    return replace(data, train=pool(data.train), test=pool(data.test), img_size=data.img_size // factor)
+
+
+def biased_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                bias: bool = False) -> nn.Conv2d:
+    """A convolution with a bias b, starting at zero like BN's beta, for the net without BN (Sec. 3.2: with BN,
+    beta takes the role of b)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=True)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def conv_net(batch_norm: bool, cfg, data, seed: int) -> CifarResNet:
+    """The plain CIFAR net of depth `cfg.depth`, with BN after every convolution or with none; for a given seed
+    both start from the same convolution and classifier weights."""
+    torch.manual_seed(seed)
+    bn_net = CifarResNet(cfg.depth, data.num_classes, data.in_chans, cfg.width, residual=False,
+                         norm_layer=BatchNorm2d)
+    if batch_norm:
+        return bn_net
+    net = CifarResNet(cfg.depth, data.num_classes, data.in_chans, cfg.width, residual=False,
+                      norm_layer=lambda channels: nn.Identity(), conv_layer=biased_conv)
+    keys = net.state_dict().keys()
+    net.load_state_dict({k: v for k, v in bn_net.state_dict().items() if k in keys}, strict=False)
+    return net
+
+
+class Monitor:
+    """The default cross-entropy loss, plus a look at the model every `every` updates, before the update.
+
+    The engine's loop has no callbacks; its loss_fn is the one place that sees the model during training, so
+    this loss measures the test accuracy on a fixed subset (and calls `look(model)`, if given) at updates 0,
+    every, 2 every, ...; `finish(model)` adds the look after the last update.
+    """
+
+    def __init__(self, test: TensorDataset, every: int, device, look=None):
+        self.test, self.every, self.device, self.look = test, every, device, look
+        self.steps, self.accuracy, self.looks = [], [], []
+        self.updates = 0
+
+    def __call__(self, net: nn.Module, batch) -> torch.Tensor:
+        if self.updates % self.every == 0:
+            self.record(net)
+        self.updates += 1
+        return cross_entropy_loss(net, batch)
+
+    @torch.no_grad()
+    def record(self, net: nn.Module) -> None:
+        self.steps.append(self.updates)
+        self.accuracy.append(evaluate(net, self.test, device=self.device)["accuracy"])
+        if self.look is not None:
+            self.looks.append(self.look(net))
+
+    def finish(self, net: nn.Module) -> None:
+        if self.steps[-1] != self.updates:
+            self.record(net)
+
+
+def train_monitored(ctx, model: nn.Module, data, cfg, lr: float, seed: int, desc: str, look=None) -> dict:
+    """SGD with momentum 0.9 at a constant `lr` for `cfg.steps` steps; returns the accuracy curve and whether
+    training diverged (a non-finite loss: the engine stops with a FloatingPointError before the update)."""
+    monitor = Monitor(data.test, cfg.eval_every, ctx.device, look)
+    try:
+        train(model, data.train, steps=cfg.steps, batch_size=cfg.batch_size, loss_fn=monitor, lr=lr,
+              optimizer="sgd", momentum=0.9, schedule="constant", seed=seed, device=ctx.device,
+              progress=ctx.progress, desc=desc)
+        diverged = False
+        monitor.finish(model)
+    except FloatingPointError:
+        diverged = True
+    return {"step": monitor.steps, "accuracy": monitor.accuracy, "diverged": diverged, "looks": monitor.looks}
+
+
+def steps_to(run: dict, target: float, cap: int) -> int:
+    """The first monitored step whose test accuracy is >= `target`; `cap` if it never gets there."""
+    return next((s for s, a in zip(run["step"], run["accuracy"]) if a >= target), cap)
+
+
+# ----------------------------------------------------------------------------- claim 1
+
+
+ARMS = {"plain": (False, 1.0), "bn": (True, 1.0), "bn_x5": (True, 5.0)}     # name -> (batch_norm, lr multiplier)
+ARM_LABELS = {"plain": "without BN", "bn": "BN-Baseline (same lr)", "bn_x5": "BN-x5 (5x lr)"}
+
+
+@claim(
+    paper="batch_norm",
+    statement=("With BN a network reaches a given accuracy in far fewer training steps (Sec. 4.2.2, Fig. 2-3): "
+               "BN-Baseline, at the learning rate of the net without BN, in less than half the steps (paper: "
+               "13.3M vs 31.0M), and BN-x5, at 5x that rate, in 14x fewer (2.1M)."),
+    criterion=("steps until the test accuracy (first n_test test images, checked every eval_every steps) first "
+               "reaches target (full: 70%), mean over seeds, a run that never reaches it counting as the cap (full: "
+               "400 steps): bn <= 1/2 of plain and bn_x5 <= 1/3 of plain"),
+    quick=dict(depth=8, width=4, img_size=14, n_train=512, n_test=256, steps=6, batch_size=32, lr=0.03,
+               eval_every=3, target=20.0, seeds=1),
+    full=dict(depth=8, width=8, img_size=14, n_train=10000, n_test=1000, steps=400, batch_size=64, lr=0.03,
+              eval_every=25, target=70.0, seeds=3),
+)
+def fewer_steps_to_target(cfg, ctx) -> ClaimResult:
+    data = small_images(ctx, cfg.n_train, cfg.n_test, cfg.img_size)
+    steps = {arm: [] for arm in ARMS}
+    curves = {arm: [] for arm in ARMS}
+    for seed, arm in ctx.grid(cfg.seeds, ARMS):
+        batch_norm, multiplier = ARMS[arm]
+        run = train_monitored(ctx, conv_net(batch_norm, cfg, data, seed), data, cfg, cfg.lr * multiplier, seed,
+                              desc=f"{arm} seed {seed}")
+        steps[arm].append(steps_to(run, cfg.target, cfg.steps))
+        curves[arm].append(run)
+    mean = mean_over_seeds(steps)
+    ratio = {arm: mean[arm] / mean["plain"] for arm in ("bn", "bn_x5")}
+    passed = ratio["bn"] <= 1 / 2 and ratio["bn_x5"] <= 1 / 3
+    metrics = {
+        "target_accuracy": cfg.target,
+        "steps_to_target": mean,
+        "steps_ratio_to_plain": ratio,
+        "speedup": {arm: 1 / r for arm, r in ratio.items()},
+        "steps_to_target_per_seed": steps,
+        "reached_per_seed": {arm: [s < cfg.steps for s in v] for arm, v in steps.items()},
+        "final_accuracy_per_seed": {arm: [r["accuracy"][-1] for r in runs] for arm, runs in curves.items()},
+        "diverged_per_seed": {arm: [r["diverged"] for r in runs] for arm, runs in curves.items()},
+        "accuracy_curves": {arm: {"step": runs[0]["step"], "accuracy": [r["accuracy"] for r in runs]}
+                            for arm, runs in curves.items()},
+    }
+    return ClaimResult(metrics=metrics, passed=passed, figure=plot_steps_to_target(metrics, cfg),
+                       notes=f"test accuracy on the first {len(data.test)} test images, "
+                             f"{data.img_size}x{data.img_size} inputs, plain CIFAR net of depth {cfg.depth}")
+
+
+def plot_steps_to_target(metrics: dict, cfg):
+    """Fig. 2 redrawn: test accuracy against training steps for the net without BN, BN-Baseline and BN-x5."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colors = {"plain": "tab:gray", "bn": "tab:blue", "bn_x5": "tab:red"}
+    for arm, c in metrics["accuracy_curves"].items():
+        for i, acc in enumerate(c["accuracy"]):
+            n = len(acc)
+            reached = sum(metrics["reached_per_seed"][arm])
+            label = (f"{ARM_LABELS[arm]}: {metrics['steps_to_target'][arm]:.0f} steps "
+                     f"({reached}/{len(c['accuracy'])} seeds reach {cfg.target:.0f}%)" if i == 0 else None)
+            ax.plot(c["step"][:n], acc, color=colors[arm], alpha=0.9 if i == 0 else 0.4, label=label)
+    ax.axhline(cfg.target, color="k", ls=":", lw=1)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Steps to {cfg.target:.0f}% (mean over {cfg.seeds} seed(s)); cf. Fig. 2")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- claim 2
+
+
+@claim(
+    paper="batch_norm",
+    statement=("BN enables higher learning rates (Sec. 3.3, 4.2.1): a BN net trains well at a learning rate 10x the "
+               "best one of the same net without BN, where the net without BN diverges or stays at chance."),
+    criterion=("final test accuracy at the top learning rate (10x the base): BN mean over seeds >= 70% and every "
+               "run without BN diverged (non-finite loss) or ended below 20%; and at the base rate the net "
+               "without BN reaches >= 60% (mean), so the base rate is a usable one"),
+    quick=dict(depth=8, width=4, img_size=14, n_train=512, n_test=256, steps=6, batch_size=32, lrs=(0.03, 0.3),
+               eval_every=6, seeds=1),
+    full=dict(depth=8, width=8, img_size=14, n_train=10000, n_test=1000, steps=300, batch_size=64,
+              lrs=(0.03, 0.1, 0.3), eval_every=300, seeds=3),
+)
+def higher_learning_rate(cfg, ctx) -> ClaimResult:
+    data = small_images(ctx, cfg.n_train, cfg.n_test, cfg.img_size)
+    nets = {"plain": False, "bn": True}
+    accuracy = {net: {lr: [] for lr in cfg.lrs} for net in nets}
+    diverged = {net: {lr: [] for lr in cfg.lrs} for net in nets}
+    for seed, net, lr in ctx.grid(cfg.seeds, nets, cfg.lrs):
+        run = train_monitored(ctx, conv_net(nets[net], cfg, data, seed), data, cfg, lr, seed,
+                              desc=f"{net} lr {lr} seed {seed}")
+        diverged[net][lr].append(run["diverged"])
+        accuracy[net][lr].append(float("nan") if run["diverged"] else run["accuracy"][-1])
+    base, top = cfg.lrs[0], cfg.lrs[-1]
+    chance = 100.0 / data.num_classes
+    # a diverged run counts at chance accuracy in the means and the figure
+    counted = {net: {lr: [chance if d else a for a, d in zip(accuracy[net][lr], diverged[net][lr])] for lr in cfg.lrs}
+               for net in nets}
+    mean = {net: mean_over_seeds(counted[net]) for net in nets}
+    plain_fails = all(d or a < 20.0 for a, d in zip(accuracy["plain"][top], diverged["plain"][top]))
+    passed = mean["bn"][top] >= 70.0 and plain_fails and mean["plain"][base] >= 60.0
+    metrics = {
+        "base_lr": base, "top_lr": top, "lr_ratio": top / base,
+        "final_accuracy": mean,
+        "final_accuracy_per_seed": accuracy,
+        "diverged_per_seed": diverged,
+        "plain_fails_at_top_lr": plain_fails,
+    }
+    return ClaimResult(metrics=metrics, passed=passed, figure=plot_accuracy_vs_lr(mean, diverged, cfg),
+                       notes="a diverged run is counted at chance accuracy in the means")
+
+
+def plot_accuracy_vs_lr(mean: dict, diverged: dict, cfg):
+    """Final test accuracy against the learning rate, with and without BN; crosses mark diverged runs."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for net, color, label in (("plain", "tab:gray", "without BN"), ("bn", "tab:blue", "with BN")):
+        lrs = list(cfg.lrs)
+        ax.plot(lrs, [mean[net][lr] for lr in lrs], "o-", color=color, label=label)
+        for lr in lrs:
+            if any(diverged[net][lr]):
+                ax.plot([lr], [mean[net][lr]], "x", color="k", ms=10)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (SGD, momentum 0.9)")
+    ax.set_ylabel(f"test accuracy after {cfg.steps} steps (%)")
+    ax.set_title("BN trains at learning rates where the plain net fails (x: diverged)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- claim 3
+
+
+PERCENTILES = (15.0, 50.0, 85.0)
+
+
+def sigmoid_input_percentiles(fixed: torch.Tensor):
+    """A look at the model: the {15, 50, 85}th percentiles of each last-hidden-layer sigmoid input over the
+    fixed batch `fixed`, (3, width). BN layers normalise with the fixed batch's own statistics (training mode,
+    the transform the next layer sees during training), on a copy so that the population statistics stay put."""
+    import copy
+
+    q = torch.tensor(PERCENTILES) / 100
+
+    def look(model: SigmoidMLP) -> np.ndarray:
+        probe = copy.deepcopy(model).train()
+        return torch.quantile(probe.sigmoid_inputs(fixed)[-1], q, dim=0).numpy()   # (3, width)
+
+    return look
+
+
+def median_range(looks: np.ndarray, start: int) -> float:
+    """Max - min of each unit's median sigmoid input over the looks from `start` on, mean over the units."""
+    median = looks[start:, 1]                                              # (T', width)
+    return float((median.max(0) - median.min(0)).mean())
+
+
+@claim(
+    paper="batch_norm",
+    statement=("MNIST, 3 hidden layers of 100 sigmoid units (Sec. 4.1, Fig. 1): with BN the distribution of a "
+               "last-hidden-layer sigmoid input ({15, 50, 85}th percentiles on a fixed batch) stays stable over "
+               "training, without BN it drifts; the BN net also reaches a higher test accuracy sooner."),
+    criterion=("stability = range (max - min) of each last-hidden-layer unit's median sigmoid input on a fixed batch "
+               "over the second half of training, mean over the 100 units, mean over seeds: BN < 1/2 of without BN "
+               "(the test accuracies are reported, not judged)"),
+    quick=dict(steps=20, batch_size=60, lr=0.1, n_test=256, n_fixed=60, eval_every=5, seeds=1),
+    full=dict(steps=3000, batch_size=60, lr=0.1, n_test=1000, n_fixed=600, eval_every=75, seeds=3),
+)
+def mnist_sigmoid_distributions(cfg, ctx) -> ClaimResult:
+    data = ctx.dataset("fashion-mnist", fallback="digits")
+    fixed = data.test.tensors[0][-cfg.n_fixed:].to(ctx.device)            # the fixed batch: the last test images,
+    data = replace(data, test=first(data.test, cfg.n_test))               # outside the test subset
+    nets = {"plain": False, "bn": True}
+    ranges = {net: [] for net in nets}
+    runs = {net: [] for net in nets}
+    for seed, net in ctx.grid(cfg.seeds, nets):
+        torch.manual_seed(seed)
+        model = SigmoidMLP(data.num_classes, data.in_chans, data.img_size, batch_norm=nets[net])
+        run = train_monitored(ctx, model, data, cfg, cfg.lr, seed, desc=f"{net} seed {seed}",
+                              look=sigmoid_input_percentiles(fixed))
+        looks = np.stack(run.pop("looks"))                                 # (T, 3, width)
+        ranges[net].append(median_range(looks, len(looks) // 2))
+        run["percentiles"] = looks
+        runs[net].append(run)
+    mean = mean_over_seeds(ranges)
+    passed = mean["bn"] < 0.5 * mean["plain"]
+    metrics = {
+        "median_range_second_half": mean,
+        "ratio_bn_to_plain": mean["bn"] / mean["plain"],
+        "median_range_per_seed": ranges,
+        "final_accuracy": {net: float(np.mean([r["accuracy"][-1] for r in rs])) for net, rs in runs.items()},
+        "final_accuracy_per_seed": {net: [r["accuracy"][-1] for r in rs] for net, rs in runs.items()},
+        "diverged_per_seed": {net: [r["diverged"] for r in rs] for net, rs in runs.items()},
+        "accuracy_curves": {net: {"step": rs[0]["step"], "accuracy": [r["accuracy"] for r in rs]}
+                            for net, rs in runs.items()},
+        "unit0_percentiles_seed0": {net: {"step": rs[0]["step"],
+                                          **{f"p{p:.0f}": rs[0]["percentiles"][:, i, 0].tolist()
+                                             for i, p in enumerate(PERCENTILES)}}
+                                    for net, rs in runs.items()},
+    }
+    return ClaimResult(metrics=metrics, passed=passed, figure=plot_figure1(metrics),
+                       notes=f"the percentiles are over a fixed batch of {cfg.n_fixed} test images; unit 0 of the "
+                             "last hidden layer is the 'typical sigmoid' of the figure")
+
+
+def plot_figure1(metrics: dict):
+    """Fig. 1 redrawn: (a) test accuracy against steps with and without BN, (b, c) the {15, 50, 85}th
+    percentiles of one last-hidden-layer sigmoid input over training, without BN (b) and with BN (c)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colors = {"plain": "tab:gray", "bn": "tab:blue"}
+    labels = {"plain": "without BN", "bn": "with BN"}
+    for net, c in metrics["accuracy_curves"].items():
+        acc = np.mean([a for a in c["accuracy"] if len(a) == len(c["step"])] or c["accuracy"][:1], axis=0)
+        axes[0].plot(c["step"][:len(acc)], acc, color=colors[net], label=labels[net])
+    axes[0].set_title("(a) test accuracy (mean over seeds)")
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend()
+    for ax, net, title in ((axes[1], "plain", "(b) without BN"), (axes[2], "bn", "(c) with BN")):
+        p = metrics["unit0_percentiles_seed0"][net]
+        ax.fill_between(p["step"], p["p15"], p["p85"], color=colors[net], alpha=0.25, label="15th-85th percentile")
+        ax.plot(p["step"], p["p50"], color=colors[net], label="median")
+        ax.set_title(f"{title}: range of the median, 2nd half = {metrics['median_range_second_half'][net]:.2f}")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("sigmoid input")
+        ax.legend(loc="lower right")
+    lo = min(min(metrics["unit0_percentiles_seed0"][n]["p15"]) for n in ("plain", "bn"))
+    hi = max(max(metrics["unit0_percentiles_seed0"][n]["p85"]) for n in ("plain", "bn"))
+    for ax in axes[1:]:
+        ax.set_ylim(lo - 0.2, hi + 0.2)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -163,7 +163,7 @@ def _accepts(model: str, key: str) -> bool:
 
 
 def cmd_bench(args) -> None:
-    from .engine import bench  # noqa: F401  (registers the generic suites)
+    from .engine import attention_bench, bench  # noqa: F401  (registers the generic suites)
     from .registry import repo_root
 
     if args.suite == "all":
@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--length", type=int, default=None, help="sequence length of `bench tasks` (default 256)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
     p.add_argument("--out", help="markdown file to write (default docs/benchmarks.md)")
     p.set_defaults(fn=cmd_bench)
@@ -303,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench" and args.suite == "list":
-        from .engine import bench  # noqa: F401
+        from .engine import attention_bench, bench  # noqa: F401
 
         print("\n".join(registry.list_benches()))
         return 0

@@ -5,8 +5,9 @@ from .attention import FullAttention
 from .checks import check_shape
 from .embeddings import LearnedPositionalEmbedding, PatchEmbed, SinusoidalPositionalEmbedding, sincos_2d
 from .mlp import MLP, FeedForward, build_feedforward, register_feedforward
+from .sequence import SequenceTransformer, token_accuracy
 from .transformer import Transformer, TransformerBlock
 
 __all__ = ["check_shape", "FullAttention", "Transformer", "TransformerBlock", "MLP", "FeedForward",
            "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding", "sincos_2d", "PatchEmbed",
-           "build_feedforward", "register_feedforward"]
+           "build_feedforward", "register_feedforward", "SequenceTransformer", "token_accuracy"]

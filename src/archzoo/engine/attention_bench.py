@@ -1,0 +1,246 @@
+"""The attention benchmark and the long-range task suite: every registered attention, measured the same way.
+
+Each efficient-attention paper registers how to build its attention at sequence length n, and the public
+reference implementation of the same method where one exists:
+
+    register_attention_bench("linformer", kwargs=lambda n: dict(seq_len=n, k=256),
+                             reference=make_reference, ref_name="linformer (pip)", linear=True)
+
+- `archzoo bench attention`: for n = 256, 512, ..., 16384, batch 1, dim 512, 8 heads of 64, forward +
+  backward, the median time and the peak memory of full attention (SDPA) and of each method, with its
+  reference beside it on the same input (ratio ours / reference), and the log-log slope of time and memory
+  against n from n = 1024 up.
+- `archzoo bench tasks`: one small `SequenceTransformer` per attention, one budget, every generated task;
+  the test accuracy table (method x task).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..registry import get_attention, list_attentions, register_bench
+from .bench import bench_module, default_benchmarks_path, format_table, loglog_slope, plot_loglog, write_section
+
+
+@dataclass(frozen=True)
+class AttentionBenchSpec:
+    """How `archzoo bench` builds one attention at length n, and its public reference (if any)."""
+
+    name: str
+    kwargs: Callable[[int], dict]
+    reference: Callable[[int, int, int, int], nn.Module] | None = None
+    ref_name: str | None = None
+    linear: bool = True
+
+
+_SPECS: dict[str, AttentionBenchSpec] = {}
+
+
+def register_attention_bench(name: str, *, kwargs: Callable[[int], dict] = lambda n: {},
+                             reference: Callable[[int, int, int, int], nn.Module] | None = None,
+                             ref_name: str | None = None, linear: bool = True) -> AttentionBenchSpec:
+    """Register the benchmark settings of the attention registered as `name`.
+
+    `kwargs(n)`: constructor arguments besides (dim, heads, dim_head) at sequence length n.
+    `reference(n, dim, heads, dim_head)`: the public implementation with the same hyper-parameters, a module
+    whose `forward(x)` maps (B, N, dim) to (B, N, dim); it imports its package inside, so a missing package
+    raises ImportError and the benchmark notes it. `linear`: the method claims linear cost in n.
+    """
+    if reference is not None and not ref_name:
+        raise ValueError(f"register_attention_bench({name!r}): a reference needs a ref_name")
+    spec = AttentionBenchSpec(name, kwargs, reference, ref_name, linear)
+    _SPECS[name] = spec
+    return spec
+
+
+register_attention_bench("full", linear=False)
+
+
+def attention_bench_specs() -> dict[str, AttentionBenchSpec]:
+    """Every registered benchmark spec, full attention first (papers are imported on the way)."""
+    names = list_attentions()                                  # imports every paper folder
+    return {n: _SPECS[n] for n in ["full"] + sorted(set(_SPECS) - {"full"}) if n in names}
+
+
+def build_attention(name: str, n: int, dim: int = 512, heads: int = 8, dim_head: int = 64) -> nn.Module:
+    """The attention `name` at length n with its benchmark settings."""
+    spec = attention_bench_specs()[name]
+    return get_attention(name)(dim, heads=heads, dim_head=dim_head, **spec.kwargs(n))
+
+
+class _SelfAttention(nn.Module):
+    """Calls an attention as self-attention on x alone (a uniform forward for timing)."""
+
+    def __init__(self, attn: nn.Module):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x)
+
+
+def _sizes(quick: bool) -> list[int]:
+    return [256, 512] if quick else [256 * 2**i for i in range(7)]      # 256 ... 16384
+
+
+def _slope(rows: list[dict], method: str, key: str) -> float | None:
+    points = [(r["size"], r[key]) for r in rows if r["method"] == method and key in r]
+    try:
+        return loglog_slope(*zip(*points), min_size=1024) if points else None
+    except ValueError:
+        return None
+
+
+def bench_attention_rows(spec: AttentionBenchSpec, sizes: list[int], *, dim: int, heads: int, dim_head: int,
+                         device, repeats: int, warmup: int, max_ms: float) -> tuple[list[dict], str | None]:
+    """Rows for one method (and its reference) over `sizes`; stops growing n once a step takes `max_ms`."""
+    reference, note = spec.reference, None
+    if reference is not None:
+        try:
+            reference(sizes[0], dim, heads, dim_head)
+        except ImportError as e:
+            reference, note = None, f"reference `{spec.ref_name}` not installed ({e.name or e})"
+    rows = []
+    for n in sizes:
+        reps = repeats if n < 4096 else max(3, repeats // 3)   # seconds per step at the largest n
+        new = bench_module(
+            lambda n: _SelfAttention(build_attention(spec.name, n, dim, heads, dim_head)),
+            lambda n: (torch.randn(1, n, dim, requires_grad=True),), [n], device=device, repeats=reps,
+            warmup=min(warmup, reps), name=spec.name, ref_name=spec.ref_name or "reference",
+            reference=None if reference is None else (lambda n: _SelfAttention(reference(n, dim, heads, dim_head))))
+        rows += new
+        if not all(r.get("time_ms", float("inf")) < max_ms for r in new):
+            break                                              # the next n would take minutes (or failed)
+    return rows, note
+
+
+@register_bench("attention")
+def bench_attention(args) -> None:
+    """Time and peak memory of every registered attention against n, with the public references."""
+    from .claims import resolve_device
+
+    quick = bool(getattr(args, "quick", False))
+    repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)
+    device = resolve_device(getattr(args, "device", "cpu") or "cpu")
+    dim, heads, dim_head = (64, 2, 32) if quick else (512, 8, 64)
+    sizes = _sizes(quick)
+    pattern = getattr(args, "pattern", None)
+    rows, notes, summary = [], [], []
+    for name, spec in attention_bench_specs().items():
+        if pattern and not fnmatch.fnmatch(name, pattern):
+            continue
+        print(f"[bench attention] {name}", file=sys.stderr, flush=True)
+        new, note = bench_attention_rows(spec, sizes, dim=dim, heads=heads, dim_head=dim_head, device=device,
+                                         repeats=repeats, warmup=warmup, max_ms=20_000.0)
+        rows += new
+        notes += [f"- {note}"] if note else []
+        for method in dict.fromkeys(r["method"] for r in new):
+            ours = method == name
+            ratios = [r["ratio"] for r in new if r["method"] == method and "ratio" in r]
+            summary.append({"method": method, "role": "ours" if ours else f"reference of {name}",
+                            "linear": spec.linear if ours else "",
+                            "time slope": _slope(new, method, "time_ms"),
+                            "memory slope": _slope(new, method, "peak_mb"),
+                            "max n": max((r["size"] for r in new if r["method"] == method and "time_ms" in r),
+                                         default="-"),
+                            "ratio (median)": sorted(ratios)[len(ratios) // 2] if ratios else ""})
+    out = getattr(args, "out", None) or default_benchmarks_path()
+    figures = []
+    if not quick:
+        for key, label in (("time_ms", "time"), ("peak_mb", "memory")):
+            path = out.parent / "figures" / f"attention_{label}.png"
+            plot_loglog([r for r in rows if r["method"] in attention_bench_specs()], key, path,
+                        f"attention: forward+backward {label} vs n")
+            figures.append(f"![attention {label}](figures/{path.name})")
+    markdown = "\n".join([
+        "## Attention",
+        "",
+        f"`archzoo bench attention`: batch 1, dim {dim}, {heads} heads of {dim_head}, self-attention alone "
+        f"(projections included), forward+backward on `{device}` (torch {torch.__version__}), median of {repeats} "
+        f"steps after {warmup} warm-up{' (quick run)' if quick else ''}. `ratio` = our median time / the "
+        "reference's on the same input. A method stops at the first n whose step takes over 20 s. "
+        "Slopes are log-log least squares from n = 1024 up (memory slope <= 1.15 is the target for linear methods).",
+        "",
+        format_table(summary, ["method", "role", "linear", "time slope", "memory slope", "max n",
+                               "ratio (median)"]).rstrip(),
+        "",
+        *figures,
+        "",
+        "<details><summary>All rows</summary>",
+        "",
+        format_table(rows, ["method", "size", "time_ms", "time_iqr_ms", "peak_mb", "ratio"]).rstrip(),
+        "",
+        "</details>",
+        *(["", "Notes:", *notes] if notes else []),
+    ])
+    write_section(out, "attention", markdown)
+    print(markdown)
+
+
+# ----------------------------------------------------------------------------- the task suite
+
+TASKS = ("copy", "duplication", "associative_recall", "listops", "retrieval")
+
+
+def task_accuracy(name: str, task_name: str, *, length: int, steps: int, batch_size: int, n_train: int,
+                  n_test: int, seed: int = 0, lr: float = 1e-3, device="cpu") -> dict:
+    """Train one small SequenceTransformer with attention `name` on a generated task; test accuracy (percent)."""
+    from ..core.sequence import SequenceTransformer, token_accuracy
+    from ..data import load_dataset
+    from .train import train
+
+    task = load_dataset(task_name, length=length, n_train=n_train, n_test=n_test, seed=seed)
+    causal = task_name == "duplication"
+    torch.manual_seed(seed)
+    model = SequenceTransformer(task.vocab_size, task.num_classes, dim=64, depth=2, heads=4, dim_head=16,
+                                max_len=length, attention=name,
+                                attention_kwargs=attention_bench_specs()[name].kwargs(length),
+                                causal=causal, per_token=task.per_token)
+    train(model, task.train, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=steps // 10, seed=seed,
+          device=device, progress=False)
+    return token_accuracy(model.cpu(), task.test)
+
+
+@register_bench("tasks")
+def bench_tasks(args) -> None:
+    """Every registered attention, one small model and one budget, on every generated task: test accuracy."""
+    quick = bool(getattr(args, "quick", False))
+    length = getattr(args, "length", None) or (64 if quick else 256)
+    steps, n_train, n_test = (20, 64, 32) if quick else (600, 4000, 500)
+    pattern = getattr(args, "pattern", None)
+    rows = []
+    for name in attention_bench_specs():
+        if pattern and not fnmatch.fnmatch(name, pattern):
+            continue
+        row = {"method": name}
+        for task_name in TASKS:
+            print(f"[bench tasks] {name} on {task_name}", file=sys.stderr, flush=True)
+            try:
+                acc = task_accuracy(name, task_name, length=length, steps=steps, batch_size=32, n_train=n_train,
+                                    n_test=n_test, device=getattr(args, "device", "cpu") or "cpu")
+                row[task_name] = acc["accuracy"]
+            except ValueError as e:                       # e.g. an attention with no causal form
+                row[task_name] = "n/a"
+                print(f"[bench tasks] {name} on {task_name}: n/a ({e})", file=sys.stderr)
+        rows.append(row)
+    markdown = "\n".join([
+        "## Long-range tasks",
+        "",
+        f"`archzoo bench tasks`: each attention in the same `SequenceTransformer` (dim 64, depth 2, 4 heads of 16, "
+        f"learned positions), length {length}, {n_train} training sequences, {steps} steps of batch 32 "
+        f"(AdamW, lr 1e-3, warm-up + cosine), seed 0; test accuracy (percent) over scored tokens (per-token "
+        f"tasks) or sequences. "
+        f"Duplication is causal language modelling; n/a = the attention has no causal form"
+        f"{' (quick run)' if quick else ''}.",
+        "",
+        format_table(rows, ["method", *TASKS]).rstrip(),
+    ])
+    out = getattr(args, "out", None) or default_benchmarks_path()
+    write_section(out, "tasks", markdown)
+    print(markdown)

@@ -1,0 +1,46 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from archzoo.core import FullAttention
+from archzoo.engine.attention_bench import (
+    attention_bench_specs,
+    bench_attention,
+    bench_tasks,
+    build_attention,
+    register_attention_bench,
+)
+
+
+def _args(tmp_path, pattern):
+    return SimpleNamespace(quick=True, repeats=2, warmup=1, device="cpu", pattern=pattern,
+                           out=tmp_path / "benchmarks.md", length=None)
+
+
+def test_full_attention_is_registered_first():
+    specs = attention_bench_specs()
+    assert next(iter(specs)) == "full"
+    assert isinstance(build_attention("full", 128, dim=32, heads=2, dim_head=16), FullAttention)
+
+
+def test_reference_needs_a_name():
+    with pytest.raises(ValueError, match="ref_name"):
+        register_attention_bench("full", reference=lambda n, d, h, dh: FullAttention(d, h, dh))
+
+
+def test_attention_suite_writes_its_section(tmp_path):
+    bench_attention(_args(tmp_path, "full"))
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "<!-- bench:attention -->" in text
+    assert "| full | 256 |" in text and "| full | 512 |" in text
+
+
+def test_task_suite_trains_and_tabulates(tmp_path):
+    torch.manual_seed(0)
+    bench_tasks(_args(tmp_path, "full"))
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "<!-- bench:tasks -->" in text
+    row = next(line for line in text.splitlines() if line.startswith("| full |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 6 and all(0.0 <= float(c) <= 100.0 for c in cells[1:])

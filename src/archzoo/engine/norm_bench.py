@@ -1,0 +1,124 @@
+"""`archzoo bench norms`: the cnn family's written-out normalization layers against PyTorch's fused ones, and
+every cnn-family preset at 224 px (batch 8) and 32 px (batch 64).
+
+The written-out layers are the readable reference of each paper; the table says what readability costs.
+Where PyTorch has the same operation fused (BatchNorm2d, GroupNorm, LocalResponseNorm) the pair computes the
+same function (the papers' tests prove it); where it has none (weight standardization, EvoNorm) the
+counterpart is the layer the paper replaces, so the ratio is the overhead of the new layer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..registry import list_models, model_paper, register_bench
+from .bench import _bench_image_model, bench_module, default_benchmarks_path, format_table, write_section
+
+CNN_PAPERS = ("alexnet", "resnet", "batch_norm", "group_norm", "weight_standardization", "bit", "evonorm", "nfnet")
+
+
+def layer_pairs() -> list[tuple[str, Callable[[int], nn.Module], str, Callable[[int], nn.Module]]]:
+    """(our layer, factory(C), counterpart, factory(C)) for each written-out layer of the family."""
+    from ..papers.alexnet import LocalResponseNorm
+    from ..papers.batch_norm import BatchNorm2d
+    from ..papers.evonorm import EvoNormB0, EvoNormS0
+    from ..papers.group_norm import GroupNorm
+    from ..papers.nfnet import ScaledStdConv2d
+    from ..papers.weight_standardization import BatchChannelNorm, WSConv2d
+
+    return [
+        ("BatchNorm2d (batch_norm)", BatchNorm2d, "nn.BatchNorm2d", nn.BatchNorm2d),
+        ("GroupNorm G=32 (group_norm)", lambda c: GroupNorm(32, c), "nn.GroupNorm", lambda c: nn.GroupNorm(32, c)),
+        ("LocalResponseNorm n=5 (alexnet)", lambda c: LocalResponseNorm(), "nn.LocalResponseNorm",
+         lambda c: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)),
+        ("WSConv2d 3x3 (weight_standardization)", lambda c: WSConv2d(c, c, 3, padding=1, bias=False),
+         "nn.Conv2d 3x3", lambda c: nn.Conv2d(c, c, 3, padding=1, bias=False)),
+        ("BatchChannelNorm (weight_standardization)", BatchChannelNorm, "nn.BatchNorm2d + nn.GroupNorm",
+         lambda c: nn.Sequential(nn.BatchNorm2d(c), nn.GroupNorm(32, c))),
+        ("ScaledStdConv2d 3x3 (nfnet)", lambda c: ScaledStdConv2d(c, c, 3, padding=1), "nn.Conv2d 3x3",
+         lambda c: nn.Conv2d(c, c, 3, padding=1)),
+        ("EvoNormB0 (evonorm)", EvoNormB0, "nn.BatchNorm2d + ReLU", lambda c: nn.Sequential(nn.BatchNorm2d(c),
+                                                                                          nn.ReLU())),
+        ("EvoNormS0 (evonorm)", EvoNormS0, "nn.GroupNorm + SiLU", lambda c: nn.Sequential(nn.GroupNorm(32, c),
+                                                                                        nn.SiLU())),
+    ]
+
+
+# (batch, channels, height, width): a ResNet's first stage at 224 px, batch 8; a CIFAR ResNet's at 32 px, batch 64.
+LAYER_SHAPES = ((8, 64, 56, 56), (64, 32, 32, 32))
+
+
+CPU_MAX_PARAMS = 150e6
+
+
+def _bench_pair(ours: str, make_ours: Callable, fused: str, make_fused: Callable, shape: tuple, **kw) -> dict:
+    """One row: our layer and its counterpart on the same random input of `shape` (B, C, H, W)."""
+    print(f"[bench norms] {ours} at {shape}", file=sys.stderr, flush=True)
+    c = shape[1]
+    mine, ref = bench_module(lambda _: make_ours(c), lambda _: (torch.randn(*shape, requires_grad=True),), [None],
+                             name=ours, reference=lambda _: make_fused(c), ref_name=fused, **kw)
+    return {"layer": ours, "counterpart": fused, "input": "x".join(map(str, shape)), "ours_ms": mine.get("time_ms"),
+            "theirs_ms": ref.get("time_ms"), "ratio": mine.get("ratio"), "ours_mb": mine.get("peak_mb"),
+            "theirs_mb": ref.get("peak_mb")}
+
+
+def _params(name: str) -> int:
+    from ..registry import create_model
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in create_model(name).parameters())
+
+
+@register_bench("norms")
+def bench_norms(args) -> None:
+    """The layer table, then the model table of the cnn family at the two input settings."""
+    from .claims import resolve_device
+
+    quick = bool(getattr(args, "quick", False))
+    repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)
+    device = resolve_device(getattr(args, "device", "cpu") or "cpu")
+    shapes = ((2, 32, 8, 8),) if quick else LAYER_SHAPES
+    layer_rows = [_bench_pair(*pair, shape, device=device, repeats=repeats, warmup=warmup)
+                  for pair in layer_pairs() for shape in shapes]
+
+    pattern = getattr(args, "pattern", None) or "*"
+    names = [n for n in list_models(pattern) if model_paper(n) in CNN_PAPERS]
+    settings = ((2, 32),) if quick else ((8, 224), (64, 32))
+    model_rows = []
+    for name in names:
+        params = _params(name)
+        if device.type == "cpu" and params > CPU_MAX_PARAMS:
+            note = f"{params / 1e6:,.0f}M parameters: too slow for this CPU run (over {CPU_MAX_PARAMS / 1e6:.0f}M)"
+            model_rows.append({"model": name, "note": note + "; use --device cuda"})
+            continue
+        for batch_size, img_size in settings:
+            print(f"[bench norms] {name} at {img_size} px, batch {batch_size}", file=sys.stderr, flush=True)
+            model_rows.append(_bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
+                                                 repeats=repeats, warmup=warmup))
+    measured = [r for r in model_rows if "note" not in r]
+    skipped = [f"- `{r['model']}`: {r['note']}" for r in model_rows if "note" in r]
+    markdown = "\n".join([
+        "## Normalization layers and cnn presets",
+        "",
+        f"`archzoo bench norms` on `{device}` (torch {torch.__version__}, {torch.get_num_threads()} thread(s)): "
+        f"forward+backward, median of {repeats} steps after {warmup} warm-up{' (quick run)' if quick else ''}. "
+        "Layers: ours (written out from the paper) against PyTorch's fused layer of the same function, or, where "
+        "PyTorch has none, against the layer the paper replaces; `ratio` = ours / counterpart.",
+        "",
+        format_table(layer_rows, ["layer", "counterpart", "input", "ours_ms", "theirs_ms", "ratio", "ours_mb",
+                                  "theirs_mb"]).rstrip(),
+        "",
+        "Presets of the cnn family (ImageNet presets at 32 px run with their ImageNet stems, so their 32 px "
+        "rows are only a size check):",
+        "",
+        format_table(measured, ["model", "params (M)", "input", "time_ms", "images/s", "peak_mb"]).rstrip()
+        if measured else "No preset matches.",
+        *(["", "Skipped:", *skipped] if skipped else []),
+    ])
+    out = getattr(args, "out", None) or default_benchmarks_path()
+    write_section(out, "norms", markdown)
+    print(markdown)

@@ -1,0 +1,20 @@
+from types import SimpleNamespace
+
+from archzoo.engine.norm_bench import bench_norms, layer_pairs
+
+
+def test_every_pair_computes_a_same_shaped_output():
+    import torch
+
+    x = torch.randn(2, 32, 6, 6)
+    for ours, make_ours, fused, make_fused in layer_pairs():
+        assert make_ours(32)(x).shape == make_fused(32)(x).shape == x.shape, (ours, fused)
+
+
+def test_quick_suite_writes_both_tables(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    bench_norms(SimpleNamespace(quick=True, repeats=2, warmup=1, device="cpu", pattern="resnet20_gn", out=out))
+    text = out.read_text()
+    assert "<!-- bench:norms -->" in text
+    assert "| GroupNorm G=32 (group_norm) | nn.GroupNorm | 2x32x8x8 |" in text
+    assert "| resnet20_gn | 0.2697 | 2x3x32x32 |" in text

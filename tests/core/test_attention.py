@@ -13,7 +13,7 @@ B, N, M, DIM = 2, 6, 7, 16
 def naive_attention(attn, x, context=None, mask=None, causal=False):
     """softmax(Q K^T / sqrt(d)) V per head, written out from the module's weights (Vaswani et al. Eq. 1)."""
     kv = x if context is None else context
-    q, k, v = (rearrange(t @ lin.weight.T, "b n (h d) -> b h n d", h=attn.heads)
+    q, k, v = (rearrange(lin(t), "b n (h d) -> b h n d", h=attn.heads)
                for t, lin in ((x, attn.to_q), (kv, attn.to_k), (kv, attn.to_v)))
     scores = q @ k.transpose(-1, -2) / math.sqrt(attn.dim_head)           # (B, H, N, M)
     allowed = torch.ones(scores.shape, dtype=torch.bool)
@@ -41,6 +41,16 @@ def test_full_attention_equals_naive_softmax_attention(attn, masked, causal):
     x = torch.randn(B, N, DIM, dtype=torch.float64)
     mask = lengths_mask([N, 4], N) if masked else None
     torch.testing.assert_close(attn(x, mask=mask, causal=causal), naive_attention(attn, x, mask=mask, causal=causal))
+
+
+def test_qkv_bias_enters_the_projections():
+    torch.manual_seed(0)
+    attn = FullAttention(DIM, heads=2, dim_head=8, qkv_bias=True).double()
+    assert all(lin.bias is not None for lin in (attn.to_q, attn.to_k, attn.to_v))
+    for lin in (attn.to_q, attn.to_k, attn.to_v):
+        torch.nn.init.normal_(lin.bias)
+    x = torch.randn(B, N, DIM, dtype=torch.float64)
+    torch.testing.assert_close(attn(x, causal=True), naive_attention(attn, x, causal=True))
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -43,18 +43,19 @@ class FullAttention(nn.Module):
 
     A query with no key to attend to (every key padded, or a causal prefix of padding) has an empty softmax;
     instead of NaN its output is zero, so in a residual block that token passes through unchanged.
-    `context_dim` (default `dim`) lets the context of cross-attention have its own width.
+    `context_dim` (default `dim`) lets the context of cross-attention have its own width; `qkv_bias=True` gives
+    W^Q, W^K, W^V biases (BERT, ViT).
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0,
-                 context_dim: int | None = None):
+                 context_dim: int | None = None, qkv_bias: bool = False):
         super().__init__()
         self.dim, self.heads, self.dim_head, self.dropout = dim, heads, dim_head, dropout
         self.context_dim = context_dim or dim
         inner = heads * dim_head
-        self.to_q = nn.Linear(dim, inner, bias=False)                  # W^Q, all heads at once
-        self.to_k = nn.Linear(self.context_dim, inner, bias=False)     # W^K
-        self.to_v = nn.Linear(self.context_dim, inner, bias=False)     # W^V
+        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)                  # W^Q, all heads at once
+        self.to_k = nn.Linear(self.context_dim, inner, bias=qkv_bias)     # W^K
+        self.to_v = nn.Linear(self.context_dim, inner, bias=qkv_bias)     # W^V
         self.to_out = nn.Linear(inner, dim)                            # W^O
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,

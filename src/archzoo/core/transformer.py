@@ -41,18 +41,19 @@ class TransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, mlp_ratio: float = 4.0,
                  attention: str | Callable[..., nn.Module] = "full", attention_kwargs: dict | None = None,
                  feedforward: str | nn.Module | Callable[[int], nn.Module] = "mlp", norm: str = "pre",
-                 dropout: float = 0.0, attn_dropout: float = 0.0, cross_attention: bool = False):
+                 dropout: float = 0.0, attn_dropout: float = 0.0, cross_attention: bool = False,
+                 norm_eps: float = 1e-5):
         super().__init__()
         if norm not in ("pre", "post"):
             raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
         self.norm_position = norm
         self.attn = _attention_class(attention)(dim, heads=heads, dim_head=dim_head, dropout=attn_dropout,
                                                 **(attention_kwargs or {}))
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.cross_attn = FullAttention(dim, heads, dim_head, attn_dropout) if cross_attention else None
-        self.norm_cross = nn.LayerNorm(dim) if cross_attention else None
+        self.norm_cross = nn.LayerNorm(dim, eps=norm_eps) if cross_attention else None
         self.ff = build_feedforward(feedforward, dim, mlp_ratio, dropout)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.drop = nn.Dropout(dropout)
 
     def _residual(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
@@ -81,12 +82,14 @@ class Transformer(nn.Module):
     `context_mask` (B, M) does the same for the context. Pre-norm stacks end with a LayerNorm (`final_norm`),
     since their residual stream is never normalized otherwise; post-norm stacks already end normalized.
     `feedforward` may be a registered name, or a factory or class called as `f(dim)`, once per block.
+    `norm_eps` is every LayerNorm's epsilon (1e-6 in ViT, 1e-12 in BERT).
     """
 
     def __init__(self, dim: int, depth: int, heads: int = 8, dim_head: int = 64, mlp_ratio: float = 4.0,
                  attention: str | Callable[..., nn.Module] = "full", attention_kwargs: dict | None = None,
                  feedforward: str | Callable[[int], nn.Module] = "mlp", norm: str = "pre", dropout: float = 0.0,
-                 attn_dropout: float = 0.0, final_norm: bool = True, cross_attention: bool = False):
+                 attn_dropout: float = 0.0, final_norm: bool = True, cross_attention: bool = False,
+                 norm_eps: float = 1e-5):
         super().__init__()
         if isinstance(feedforward, nn.Module) and depth > 1:
             raise ValueError("feedforward is a module instance, which the blocks would share: pass a factory "
@@ -94,9 +97,9 @@ class Transformer(nn.Module):
         self.dim = dim
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, heads, dim_head, mlp_ratio, attention, attention_kwargs, feedforward, norm,
-                             dropout, attn_dropout, cross_attention)
+                             dropout, attn_dropout, cross_attention, norm_eps)
             for _ in range(depth))
-        self.norm = nn.LayerNorm(dim) if norm == "pre" and final_norm else nn.Identity()
+        self.norm = nn.LayerNorm(dim, eps=norm_eps) if norm == "pre" and final_norm else nn.Identity()
 
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False, context: Tensor | None = None,
                 context_mask: Tensor | None = None) -> Tensor:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from archzoo import registry
+from archzoo.engine import bench
 from archzoo.engine.bench import bench_models, bench_module, format_table, loglog_slope, plot_loglog, write_section
 
 
@@ -77,6 +78,7 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     try:
         registry.register_model("_test_bench_tiny", paper="alexnet")(tiny)
         registry.register_model("_test_bench_noinput", paper="alexnet")(lambda **kw: nn.Linear(2, 2))
+        bench._MODEL_REFERENCES["_test_bench_tiny"] = ("tiny twin", lambda name, **kw: tiny())
         args = SimpleNamespace(device="cpu", repeats=2, warmup=1, quick=True, out=tmp_path / "bench.md",
                                pattern="_test_bench_*", batch_size=None, img_size=None)
         bench_models(args)
@@ -84,6 +86,9 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
         paper.models[:] = saved
         for name in ("_test_bench_tiny", "_test_bench_noinput"):
             registry._MODELS.pop(name, None)
+        bench._MODEL_REFERENCES.pop("_test_bench_tiny", None)
     text = (tmp_path / "bench.md").read_text()
-    assert "| _test_bench_tiny | 0.006146 | 2x3x32x32 |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| _test_bench_tiny | 0.006146 | 2x3x32x32 |"))
+    assert "| tiny twin |" in row                            # the reference ran beside ours, with a ratio
+    assert float(row.strip("|").split("|")[-2]) > 0
     assert "Skipped:\n- `_test_bench_noinput`: no `default_input_size`" in text

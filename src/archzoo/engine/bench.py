@@ -328,8 +328,39 @@ def _create(name: str, img_size: int | None) -> nn.Module:
     return create_model(name)
 
 
+_MODEL_REFERENCES: dict[str, tuple[str, Callable[..., nn.Module]]] = {}
+
+
+def register_model_reference(pattern: str, ref_name: str, build: Callable[..., nn.Module]) -> None:
+    """A public implementation to time beside the presets matching `pattern` (fnmatch) in `archzoo bench models`.
+
+    `build(name, **overrides)` returns the reference module at preset `name`'s configuration, taking the same
+    image batch; it imports its package inside, so an absent package raises ImportError and is skipped.
+    """
+    _MODEL_REFERENCES[pattern] = (ref_name, build)
+
+
+def model_reference(name: str) -> tuple[str, Callable[..., nn.Module]] | None:
+    import fnmatch
+
+    return next((ref for pattern, ref in _MODEL_REFERENCES.items() if fnmatch.fnmatch(name, pattern)), None)
+
+
+def _reference_for(name: str, img_size: int | None) -> tuple[str | None, nn.Module | None, str | None]:
+    """(ref_name, module, note) for a preset: the module when its reference package is installed."""
+    ref = model_reference(name)
+    if ref is None:
+        return None, None, None
+    ref_name, build = ref
+    try:
+        return ref_name, build(name, **({} if img_size is None else {"img_size": img_size})), None
+    except ImportError as e:
+        return ref_name, None, f"reference `{ref_name}` not installed ({e.name or e})"
+
+
 def _bench_image_model(name: str, *, batch_size: int, img_size: int | None, device, repeats, warmup) -> dict:
-    """One registered image classifier: forward+backward on a random batch of its input size."""
+    """One registered image classifier: forward+backward on a random batch of its input size, and, when one is
+    registered and installed, its public reference on the same batch (`ref_ms`, `ratio` = ours / reference)."""
     try:
         model = _create(name, img_size)
     except Exception as e:
@@ -339,12 +370,18 @@ def _bench_image_model(name: str, *, batch_size: int, img_size: int | None, devi
         return {"model": name, "note": "no `default_input_size` (C, H, W) attribute"}
     c, h, w = shape
     h, w = (img_size, img_size) if img_size is not None else (h, w)
-    row = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
-                       repeats=repeats, warmup=warmup, name=name)[0]
+    ref_name, reference, note = _reference_for(name, img_size)
+    rows = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
+                        repeats=repeats, warmup=warmup, name=name, reference=reference,
+                        ref_name=ref_name or "reference")
     row = {"model": name, "params (M)": sum(p.numel() for p in model.parameters()) / 1e6,
-           "input": f"{batch_size}x{c}x{h}x{w}", **{k: v for k, v in row.items() if k not in ("method", "size")}}
+           "input": f"{batch_size}x{c}x{h}x{w}", **{k: v for k, v in rows[0].items() if k not in ("method", "size")}}
     if "time_ms" in row:
         row["images/s"] = batch_size / row["time_ms"] * 1e3
+    if reference is not None:
+        row.update({"reference": ref_name, "ref_ms": rows[1].get("time_ms"), "ref_mb": rows[1].get("peak_mb")})
+    elif note:
+        row["reference"] = note
     return row
 
 
@@ -376,7 +413,8 @@ def bench_models(args) -> None:
         f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
         f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.",
         "",
-        format_table(measured, ["model", "params (M)", "input", "time_ms", "images/s", "peak_mb"]).rstrip()
+        format_table(measured, ["model", "params (M)", "input", "time_ms", "images/s", "peak_mb", "reference",
+                                "ref_ms", "ratio", "ref_mb"]).rstrip()
         if measured else "No registered image classifier matches.",
         *(["", "Skipped:", *skipped] if skipped else []),
     ])

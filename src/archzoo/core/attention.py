@@ -30,6 +30,26 @@ from ..registry import register_attention
 from .checks import check_shape
 
 
+def attention_inputs(x: Tensor, context: Tensor | None, mask: Tensor | None, causal: bool, dim: int,
+                     context_dim: int | None = None) -> Tensor:
+    """Check the protocol's arguments (shapes, mask dtype, causal needs N keys) and return the key/value source.
+
+    x (B, N, dim), context (B, M, context_dim) or None, mask (B, N_kv) bool or None -> kv: `context` or `x`.
+    Raises ValueError naming the expected and received shapes.
+    """
+    b, n = check_shape(x, "B N D", D=dim)["B"], x.shape[1]
+    kv = x
+    if context is not None:
+        check_shape(context, "B M D", name="context", B=b, D=context_dim or dim)
+        kv = context
+    m = kv.shape[1]
+    if causal and m != n:
+        raise ValueError(f"causal attention needs as many keys as queries; got {n} queries and {m} context tokens")
+    if mask is not None:
+        check_shape(mask, "B N_kv", name="mask", dtype="bool", B=b, N_kv=m)
+    return kv
+
+
 @register_attention("full")
 class FullAttention(nn.Module):
     r"""Multi-head scaled dot-product attention (Vaswani et al., 2017, arXiv:1706.03762, Sec. 3.2).
@@ -60,17 +80,8 @@ class FullAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
-        check_shape(x, "B N D", D=self.dim)
-        b, n, _ = x.shape
-        kv = x
-        if context is not None:
-            check_shape(context, "B M D", name="context", B=b, D=self.context_dim)
-            kv = context
-        m = kv.shape[1]
-        if causal and m != n:
-            raise ValueError(f"causal attention needs as many keys as queries; got {n} queries and {m} context tokens")
-        if mask is not None:
-            check_shape(mask, "B N_kv", name="mask", dtype="bool", B=b, N_kv=m)
+        kv = attention_inputs(x, context, mask, causal, self.dim, self.context_dim)
+        n, m = x.shape[1], kv.shape[1]
 
         q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)      # (B, H, N, d)
         k = rearrange(self.to_k(kv), "b m (h d) -> b h m d", h=self.heads)     # (B, H, M, d)

@@ -25,7 +25,16 @@ import torch
 from torch import nn
 
 from ..registry import get_attention, list_attentions, register_bench
-from .bench import bench_module, default_benchmarks_path, format_table, loglog_slope, plot_loglog, write_section
+from .bench import (
+    bench_module,
+    default_benchmarks_path,
+    format_table,
+    load_note,
+    load_now,
+    loglog_slope,
+    plot_loglog,
+    write_section,
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ def bench_attention(args) -> None:
     dim, heads, dim_head = (64, 2, 32) if quick else (512, 8, 64)
     sizes = _sizes(quick)
     pattern = getattr(args, "pattern", None)
+    load = load_now()
     rows, notes, summary = [], [], []
     for name, spec in attention_bench_specs().items():
         if pattern and not fnmatch.fnmatch(name, pattern):
@@ -165,7 +175,8 @@ def bench_attention(args) -> None:
         f"(projections included), forward+backward on `{device}` (torch {torch.__version__}), median of {repeats} "
         f"steps after {warmup} warm-up{' (quick run)' if quick else ''}. `ratio` = our median time / the "
         "reference's on the same input. A method stops at the first n whose step takes over 20 s. "
-        "Slopes are log-log least squares from n = 1024 up (memory slope <= 1.15 is the target for linear methods).",
+        "Slopes are log-log least squares from n = 1024 up (memory slope <= 1.15 is the target for linear methods)."
+        f"{load_note(load)}",
         "",
         format_table(summary, ["method", "role", "linear", "time slope", "memory slope", "max n",
                                "ratio (median)"]).rstrip(),

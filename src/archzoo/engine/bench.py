@@ -281,6 +281,19 @@ def plot_loglog(rows: Sequence[dict], key: str, path: str | os.PathLike, title: 
     return path
 
 
+def load_note(start: float) -> str:
+    """How busy the machine was: the 1-minute load average at the start of a suite (`start`) and now."""
+    if not hasattr(os, "getloadavg"):
+        return ""
+    return (f" Machine load average {start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
+            f"({os.cpu_count()} cores): times measured on a busy machine are inflated, ratios measured back to "
+            "back less so.")
+
+
+def load_now() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def default_benchmarks_path() -> Path:
     """`<checkout>/docs/benchmarks.md`, else `./docs/benchmarks.md`."""
     root = repo_root()
@@ -400,6 +413,7 @@ def bench_models(args) -> None:
     batch_size = getattr(args, "batch_size", None) or (2 if quick else 8)
     img_size = getattr(args, "img_size", None) or (32 if quick else None)
     device = resolve_device(getattr(args, "device", "cpu") or "cpu")
+    load = load_now()
     rows = []
     for name in list_models(getattr(args, "pattern", None) or "*"):
         print(f"[bench models] {name}", file=sys.stderr, flush=True)
@@ -411,7 +425,7 @@ def bench_models(args) -> None:
         "## Models",
         "",
         f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
-        f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.",
+        f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.{load_note(load)}",
         "",
         format_table(measured, ["model", "params (M)", "input", "time_ms", "images/s", "peak_mb", "reference",
                                 "ref_ms", "ratio", "ref_mb"]).rstrip()

@@ -16,7 +16,15 @@ import torch
 from torch import nn
 
 from ..registry import list_models, model_paper, register_bench
-from .bench import _bench_image_model, bench_module, default_benchmarks_path, format_table, write_section
+from .bench import (
+    _bench_image_model,
+    bench_module,
+    default_benchmarks_path,
+    format_table,
+    load_note,
+    load_now,
+    write_section,
+)
 
 CNN_PAPERS = ("alexnet", "resnet", "batch_norm", "group_norm", "weight_standardization", "bit", "evonorm", "nfnet")
 
@@ -82,6 +90,7 @@ def bench_norms(args) -> None:
     repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)
     device = resolve_device(getattr(args, "device", "cpu") or "cpu")
     shapes = ((2, 32, 8, 8),) if quick else LAYER_SHAPES
+    load = load_now()
     layer_rows = [_bench_pair(*pair, shape, device=device, repeats=repeats, warmup=warmup)
                   for pair in layer_pairs() for shape in shapes]
 
@@ -107,7 +116,7 @@ def bench_norms(args) -> None:
         f"`archzoo bench norms` on `{device}` (torch {torch.__version__}, {torch.get_num_threads()} thread(s)): "
         f"forward+backward, median of {repeats} steps after {warmup} warm-up{' (quick run)' if quick else ''}. "
         "Layers: ours (written out from the paper) against PyTorch's fused layer of the same function, or, where "
-        "PyTorch has none, against the layer the paper replaces; `ratio` = ours / counterpart.",
+        f"PyTorch has none, against the layer the paper replaces; `ratio` = ours / counterpart.{load_note(load)}",
         "",
         format_table(layer_rows, ["layer", "counterpart", "input", "ours_ms", "theirs_ms", "ratio", "ours_mb",
                                   "theirs_mb"]).rstrip(),

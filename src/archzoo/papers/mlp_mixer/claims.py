@@ -1,0 +1,165 @@
+"""The claims of MLP-Mixer (Tolstikhin et al. 2021, arXiv:2105.01601), each against a ViT of similar size.
+
+1. `on_par_with_vit` (Sec. 1, Sec. 3.2, Table 2): "Mixer attains scores competitive with" attention-based models
+   of similar size. We train a small Mixer and a small ViT of the same patch size and width and nearly equal
+   parameter count on a 4,000-image Fashion-MNIST subset, with the same recipe (the paper's: Adam, linear
+   warm-up and decay, global-norm clipping at 1) and the same batches, and compare test accuracy.
+2. `throughput` (Sec. 3.2, Table 2, "Throughput (img/sec/core)"): at the same resolution and patch size, Mixer
+   processes more images per second than ViT (Mixer-B/16 1384 vs ViT-B/16 861 img/s/core at 224). We time the
+   forward pass of both canonical B/16 presets at 224 x 224 (`engine.bench.bench_module`, median of repeats) on
+   one CPU thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from ...engine.bench import bench_module
+from ...engine.claims import ClaimResult, claim
+from ...registry import create_model
+from ..vit import VisionTransformer
+from .models import MlpMixer
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def small_pair(cfg, data) -> dict:
+    """A small Mixer and a small ViT on the dataset's images: same patch size and width C, the ViT's depth chosen
+    so that the parameter counts are nearly equal (a ViT layer holds the attention's 4 C^2 on top of a Mixer
+    layer's channel MLP)."""
+    common = dict(img_size=data.img_size, patch_size=cfg.patch_size, in_chans=data.in_chans,
+                  num_classes=data.num_classes, dim=cfg.dim)
+    return {"mixer": lambda: MlpMixer(**common, depth=cfg.mixer_depth, token_mlp_dim=cfg.token_mlp_dim,
+                                      channel_mlp_dim=cfg.channel_mlp_dim),
+            "vit": lambda: VisionTransformer(**common, depth=cfg.vit_depth, heads=cfg.heads,
+                                             mlp_ratio=cfg.channel_mlp_dim / cfg.dim)}
+
+
+def recipe(cfg) -> dict:
+    """The paper's recipe (Sec. 3.1) for both nets: Adam with decoupled weight decay, linear warm-up and linear
+    decay, gradient clipping at global norm 1."""
+    return dict(steps=cfg.steps, batch_size=cfg.batch_size, optimizer="adamw", lr=cfg.lr,
+                weight_decay=cfg.weight_decay, warmup_steps=max(1, cfg.steps // 10), schedule="linear",
+                grad_clip=1.0, eval_train=False)
+
+
+# ----------------------------------------------------------------------------- claim 1: on par with ViT
+
+
+@claim(
+    paper="mlp_mixer",
+    statement=("On a small dataset, Mixer is on par with a ViT of the same patch size, the same width and nearly "
+               "equal parameter count trained the same way (Sec. 3.2, Table 2: 'competitive' with attention models)."),
+    criterion="mean test accuracy over 3 seeds: Mixer >= ViT - 2 points",
+    quick=dict(n_train=256, n_test=256, patch_size=7, dim=16, mixer_depth=1, vit_depth=1, heads=2, token_mlp_dim=8,
+               channel_mlp_dim=32, steps=4, batch_size=32, lr=1e-3, weight_decay=0.05, seeds=1),
+    full=dict(n_train=4000, n_test=2000, patch_size=7, dim=64, mixer_depth=4, vit_depth=3, heads=4, token_mlp_dim=32,
+              channel_mlp_dim=256, steps=300, batch_size=32, lr=2e-3, weight_decay=0.05, seeds=3),
+)
+def on_par_with_vit(cfg, ctx) -> ClaimResult:
+    data = ctx.dataset("fashion-mnist", fallback="digits")
+    data = replace(data, test=TensorDataset(*(t[:cfg.n_test] for t in data.test.tensors)))   # a fixed test subset
+    builders = small_pair(cfg, data)
+    acc = {net: [] for net in builders}
+    params = {}
+    for seed, net in ctx.grid(cfg.seeds, builders):
+        subset = data.subset(cfg.n_train, seed=seed)                   # both nets see the same images and batches
+        ctx.seed(seed)
+        model = builders[net]()
+        params[net] = n_params(model)
+        fit = ctx.fit_and_eval(model, subset, seed=seed, desc=f"{net}, seed {seed}", **recipe(cfg))
+        acc[net].append(fit.accuracy)
+    mean = {net: float(np.mean(v)) for net, v in acc.items()}
+    difference = mean["mixer"] - mean["vit"]
+    metrics = {"test_accuracy": mean, "test_accuracy_per_seed": acc, "mixer_minus_vit": difference,
+               "parameters": params, "train_images": min(cfg.n_train, len(data.train)),
+               "test_images": len(data.test)}
+    return ClaimResult(metrics=metrics, passed=difference >= -2.0, figure=plot_accuracy(acc, mean, params),
+                       notes=f"{cfg.steps} steps of batch {cfg.batch_size} for both nets; the first {len(data.test)} "
+                             "test images")
+
+
+def plot_accuracy(acc: dict, mean: dict, params: dict):
+    """Table 2's accuracy column in miniature: per-seed and mean test accuracy of the Mixer and the ViT."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    labels = {"mixer": "Mixer", "vit": "ViT"}
+    for i, net in enumerate(acc):
+        ax.bar(i, mean[net], color=("tab:orange", "tab:blue")[i], alpha=0.7)
+        ax.scatter([i] * len(acc[net]), acc[net], color="black", s=14, zorder=3)
+        ax.text(i, mean[net], f"{mean[net]:.1f}", ha="center", va="bottom")
+    ax.set_xticks(range(len(acc)), [f"{labels[n]}\n({params[n] / 1e3:.0f}k params)" for n in acc])
+    lo = min(min(v) for v in acc.values())
+    ax.set_ylim(max(0.0, lo - 10), min(100.0, max(max(v) for v in acc.values()) + 5))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Mixer vs. ViT on a Fashion-MNIST subset")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- claim 2: throughput
+
+
+@claim(
+    paper="mlp_mixer",
+    statement=("Mixer has a higher throughput than a ViT of the same patch size and resolution (Sec. 3.2, Table 2: "
+               "Mixer-B/16 1384 vs ViT-B/16 861 img/s/core at 224 px)."),
+    criterion=("forward images/s (median over repeats, batch 4, one CPU thread) of mixer_b16 / vit_b16 at "
+               "224 x 224 > 1"),
+    quick=dict(pairs=(("mixer_s32", "vit_s32"),), img_size=32, overrides=dict(depth=1), batch_size=2, repeats=2,
+               warmup=1, seeds=1),
+    full=dict(pairs=(("mixer_b16", "vit_b16"), ("mixer_s16", "vit_s16")), img_size=224, overrides={},
+              batch_size=4, repeats=7, warmup=2, seeds=1),
+)
+def throughput(cfg, ctx) -> ClaimResult:
+    rows = {}
+    for mixer_name, vit_name in cfg.pairs:
+        torch.manual_seed(0)
+        mixer = create_model(mixer_name, img_size=cfg.img_size, **cfg.overrides).eval()
+        vit = create_model(vit_name, img_size=cfg.img_size, **cfg.overrides).eval()
+        images = lambda _: (torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size),)  # noqa: E731
+        mixer_row, vit_row = bench_module(mixer, images, [cfg.img_size], device=ctx.device, repeats=cfg.repeats,
+                                          warmup=cfg.warmup, backward=False, reference=vit, name=mixer_name,
+                                          ref_name=vit_name)
+        rows[mixer_name] = {"vs": vit_name, "params": n_params(mixer), "vit_params": n_params(vit),
+                            "images_per_s": cfg.batch_size / mixer_row["time_ms"] * 1e3,
+                            "vit_images_per_s": cfg.batch_size / vit_row["time_ms"] * 1e3,
+                            "time_ms": mixer_row["time_ms"], "vit_time_ms": vit_row["time_ms"],
+                            "time_iqr_ms": mixer_row["time_iqr_ms"], "vit_time_iqr_ms": vit_row["time_iqr_ms"]}
+        rows[mixer_name]["throughput_ratio"] = rows[mixer_name]["images_per_s"] / rows[mixer_name]["vit_images_per_s"]
+        del mixer, vit
+    first = cfg.pairs[0][0]
+    metrics = {"pairs": rows, "criterion_pair": f"{first} vs {cfg.pairs[0][1]}",
+               "throughput_ratio": rows[first]["throughput_ratio"], "device": str(ctx.device),
+               "threads": torch.get_num_threads()}
+    return ClaimResult(metrics=metrics, passed=rows[first]["throughput_ratio"] > 1, figure=plot_throughput(rows, cfg),
+                       notes="forward pass only, under torch.no_grad(), random images")
+
+
+def plot_throughput(rows: dict, cfg):
+    """Table 2's throughput column redrawn: images/s of each Mixer beside its ViT."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    x = np.arange(len(rows))
+    mixer = [r["images_per_s"] for r in rows.values()]
+    vit = [r["vit_images_per_s"] for r in rows.values()]
+    ax.bar(x - 0.2, mixer, 0.4, color="tab:orange", label="Mixer")
+    ax.bar(x + 0.2, vit, 0.4, color="tab:blue", label="ViT")
+    for i, r in enumerate(rows.values()):
+        ax.text(i, max(mixer[i], vit[i]), f"x{r['throughput_ratio']:.2f}", ha="center", va="bottom")
+    ax.set_xticks(x, [f"{m}\nvs {r['vs']}" for m, r in rows.items()])
+    ax.set_ylabel(f"images/s (forward, batch {cfg.batch_size}, {cfg.img_size} px)")
+    ax.set_title("Throughput, one CPU thread (cf. Table 2)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,15 @@
+"""BigBird (Zaheer et al. 2020, arXiv:2007.14062): "Big Bird: Transformers for Longer Sequences".
+
+Block-sparse attention with global, window and random blocks (ITC), computed by gathering key blocks (no n x n
+matrix), registered as `Transformer(attention="bigbird")`; its attention graph and path lengths; the small
+sequence preset `bigbird_small`; the benchmark entry against transformers' BigBird; the claims. See README.md.
+"""
+
+from . import attention, bench, claims, graph, models  # noqa: F401  (registers the attention, bench, preset, claims)
+from .attention import BigBirdAttention, block_adjacency, block_layout, random_block_plan
+from .bench import HFBigBirdSelfAttention, bench_kwargs
+from .graph import attention_graph, path_lengths, token_adjacency
+from .models import bigbird_small
+
+__all__ = ["BigBirdAttention", "HFBigBirdSelfAttention", "attention_graph", "bench_kwargs", "bigbird_small",
+           "block_adjacency", "block_layout", "path_lengths", "random_block_plan", "token_adjacency"]

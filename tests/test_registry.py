@@ -76,3 +76,22 @@ def test_quick_runs_never_write_to_results(tmp_path, monkeypatch):
 def test_claim_configs_must_say_how_many_seeds():
     with pytest.raises(ValueError, match="seeds"):
         claim(paper="gan", statement="s", criterion="c", quick=dict(steps=1), full=dict(seeds=1))
+
+
+def test_a_paper_folder_that_fails_to_import_fails_every_lookup(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def broken(name, *args):
+        if name.endswith(".resnet"):
+            raise ImportError("simulated broken paper folder")
+        return real(name, *args)
+
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry.importlib, "import_module", broken)
+    for _ in range(2):                                      # the second lookup raises too, not a partial registry
+        with pytest.raises(ImportError, match="simulated"):
+            registry.list_attentions()
+    monkeypatch.setattr(registry.importlib, "import_module", real)
+    assert "full" in registry.list_attentions()

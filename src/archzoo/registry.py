@@ -110,16 +110,24 @@ def _paper(slug: str) -> Paper:
 
 
 def _load_papers() -> None:
-    """Import every paper folder once so that its decorators run."""
+    """Import every paper folder once so that its decorators run.
+
+    The flag is set first (a paper's import may look names up); a folder that fails to import clears it and
+    raises, so every later lookup raises too instead of silently missing that paper's names.
+    """
     global _loaded
     if _loaded:
         return
     _loaded = True
     from . import papers
 
-    for info in pkgutil.iter_modules(papers.__path__):
-        if info.ispkg:
-            importlib.import_module(f"{papers.__name__}.{info.name}")
+    try:
+        for info in pkgutil.iter_modules(papers.__path__):
+            if info.ispkg:
+                importlib.import_module(f"{papers.__name__}.{info.name}")
+    except BaseException:
+        _loaded = False
+        raise
 
 
 def register_model(name: str | None = None, *, paper: str):

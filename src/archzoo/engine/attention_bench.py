@@ -106,6 +106,9 @@ def _slope(rows: list[dict], method: str, key: str) -> float | None:
         return None
 
 
+MAX_REFERENCE_N = 8192     # transformers' BigBird materialises the n x n probabilities: 8.6 GB at n = 16384
+
+
 def bench_attention_rows(spec: AttentionBenchSpec, sizes: list[int], *, dim: int, heads: int, dim_head: int,
                          device, repeats: int, warmup: int, max_ms: float) -> tuple[list[dict], str | None]:
     """Rows for one method (and its reference) over `sizes`; stops growing n once a step takes `max_ms`."""
@@ -122,7 +125,8 @@ def bench_attention_rows(spec: AttentionBenchSpec, sizes: list[int], *, dim: int
             lambda n: _SelfAttention(build_attention(spec.name, n, dim, heads, dim_head)),
             lambda n: (torch.randn(1, n, dim, requires_grad=True),), [n], device=device, repeats=reps,
             warmup=min(warmup, reps), name=spec.name, ref_name=spec.ref_name or "reference",
-            reference=None if reference is None else (lambda n: _SelfAttention(reference(n, dim, heads, dim_head))))
+            reference=None if reference is None or n > MAX_REFERENCE_N
+            else (lambda n: _SelfAttention(reference(n, dim, heads, dim_head))))
         rows += new
         if not all(r.get("time_ms", float("inf")) < max_ms for r in new):
             break                                              # the next n would take minutes (or failed)
@@ -174,7 +178,8 @@ def bench_attention(args) -> None:
         f"`archzoo bench attention`: batch 1, dim {dim}, {heads} heads of {dim_head}, self-attention alone "
         f"(projections included), forward+backward on `{device}` (torch {torch.__version__}), median of {repeats} "
         f"steps after {warmup} warm-up{' (quick run)' if quick else ''}. `ratio` = our median time / the "
-        "reference's on the same input. A method stops at the first n whose step takes over 20 s. "
+        "reference's on the same input (references run up to n = 8192). A method stops at the first n whose "
+        "step takes over 20 s. "
         "Slopes are log-log least squares from n = 1024 up (memory slope <= 1.15 is the target for linear methods)."
         f"{load_note(load)}",
         "",

@@ -1,0 +1,284 @@
+"""The claims of Linformer (Wang et al. 2020, arXiv:2006.04768).
+
+1. `low_rank_attention`: the context mapping matrix P of a pretrained (masked-language-model) Transformer is low
+   rank: most of its spectrum lies in the first k singular values (Sec. 3, Fig. 1).
+2. `linear_cost`: at fixed k, Linformer's time and memory grow linearly in n (Sec. 4, Table 3).
+3. `accuracy_near_full`: with k = n / 4 a Linformer masked language model reaches the accuracy of the same model
+   with full attention (Sec. 5.1, Fig. 3).
+
+Claims 1 and 3 pretrain small masked language models (RoBERTa's objective, the paper's Sec. 5.1) on characters of
+CPython's documentation; claim 2 times the attention layer alone.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from ...core.attention import FullAttention
+from ...core.sequence import SequenceTransformer
+from ...engine.bench import bench_module, loglog_slope
+from ...engine.claims import ClaimResult, claim
+from .attention import LinformerAttention
+from .spectrum import context_mapping_matrices, normalized_cumulative_singular_values, spectrum_energy
+
+MASK_PROB = 0.15                                  # RoBERTa / BERT: 15% of the tokens are predicted
+
+
+# ----------------------------------------------------------------------------- masked language modelling
+
+
+def _windows(ids: torch.Tensor, length: int, stride: int) -> torch.Tensor:
+    starts = torch.arange(0, len(ids) - length + 1, stride)
+    return ids[starts[:, None] + torch.arange(length)]                      # (num_windows, length)
+
+
+def mask_tokens(x: torch.Tensor, mask_id: int, vocab: int, generator: torch.Generator | None = None):
+    """BERT/RoBERTa masking: each token is predicted with probability 0.15; a predicted token is replaced by the
+    mask token 80% of the time, by a random token 10%, and kept 10%. Returns (input, target) with target -100 at
+    tokens that are not predicted."""
+    predict = torch.rand(x.shape, generator=generator) < MASK_PROB
+    r = torch.rand(x.shape, generator=generator)
+    inputs = torch.where(predict & (r < 0.8), mask_id, x)
+    random_tokens = torch.randint(vocab, x.shape, generator=generator)
+    inputs = torch.where(predict & (r >= 0.8) & (r < 0.9), random_tokens, inputs)
+    return inputs, torch.where(predict, x, -100)
+
+
+def masked_lm_data(ctx, length: int, n_test: int) -> SimpleNamespace:
+    """Character windows of CPython's documentation (`pydoc`): `train` holds raw windows (masked afresh at every
+    step, RoBERTa's dynamic masking), `test` a fixed masking of `n_test` held-out windows, `raw_test` those windows
+    unmasked. The vocabulary is the characters plus one mask token; `majority_accuracy` is the test accuracy of
+    always predicting the commonest character (what a model that ignores the context gets at best)."""
+    text = ctx.dataset("pydoc")
+    vocab = text.tokenizer.vocab_size
+    raw_test = _windows(text.val, length, length)[:n_test]
+    test = TensorDataset(*mask_tokens(raw_test, vocab, vocab, torch.Generator().manual_seed(1234)))
+    target = test.tensors[1][test.tensors[1] != -100]
+    majority = 100.0 * float(torch.bincount(target).max()) / len(target)   # always predict the commonest character
+    return SimpleNamespace(train=TensorDataset(_windows(text.train, length, length // 2)), test=test,
+                           raw_test=raw_test, vocab=vocab, mask_id=vocab, majority_accuracy=majority)
+
+
+def mlm_model(data, length: int, attention: str = "full", attention_kwargs: dict | None = None):
+    """The claims' masked language model: `archzoo bench tasks`' SequenceTransformer (width 64, 2 pre-norm layers,
+    4 heads of 16, learned positions) over characters + the mask token, predicting characters."""
+    return SequenceTransformer(data.vocab + 1, data.vocab, dim=64, depth=2, heads=4, dim_head=16, max_len=length,
+                               attention=attention, attention_kwargs=attention_kwargs, per_token=True)
+
+
+def train_mlm(ctx, model, data, cfg, seed: int):
+    """Pretrain with dynamic masking; returns the engine's FitResult (test accuracy on masked characters)."""
+
+    def loss_fn(net, batch):
+        inputs, target = mask_tokens(batch[0], data.mask_id, data.vocab)
+        return F.cross_entropy(net(inputs).flatten(0, 1), target.flatten())
+
+    return ctx.fit_and_eval(model, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                            warmup_steps=cfg.steps // 10, seed=seed, loss_fn=loss_fn, eval_train=False)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ----------------------------------------------------------------------------- claim 1: P is low rank
+
+
+@claim(
+    paper="linformer",
+    statement="The context mapping matrix P = softmax(QK^T/sqrt(d)) of a pretrained Transformer is low rank: its "
+              "normalised cumulative singular value reaches most of the spectrum within the first k = n/4 singular "
+              "values (Sec. 3, Fig. 1: n = 512, k = 128, RoBERTa).",
+    criterion="masked-LM Transformer with full attention pretrained at n = 256: the normalised cumulative singular "
+              "value sum_{j<=k} sigma_j / sum_j sigma_j at k = n/4 = 64, averaged over layers, heads, 32 held-out "
+              "sequences and seeds, is >= 0.9",
+    quick=dict(length=64, steps=4, batch_size=8, lr=3e-3, n_test=8, n_analyse=4, seeds=1),
+    full=dict(length=256, steps=600, batch_size=8, lr=3e-3, n_test=256, n_analyse=32, seeds=2),
+)
+def low_rank_attention(cfg, ctx) -> ClaimResult:
+    data = masked_lm_data(ctx, cfg.length, cfg.n_test)
+    k = cfg.length // 4
+    sequences = data.raw_test[:cfg.n_analyse]                               # unmasked text, as at inference
+    curves = {"trained": [], "init": []}                                    # per seed: (L, H, n)
+    energy, accuracy = [], []
+    for seed in range(cfg.seeds):
+        ctx.seed(seed)
+        model = mlm_model(data, cfg.length)
+        P = context_mapping_matrices(model, sequences)                      # (L, B, H, n, n) at initialization
+        curves["init"].append(normalized_cumulative_singular_values(P).mean(1))
+        fit = train_mlm(ctx, model, data, cfg, seed)
+        accuracy.append(fit.accuracy)
+        P = context_mapping_matrices(model, sequences)                      # after pretraining
+        curves["trained"].append(normalized_cumulative_singular_values(P).mean(1))
+        energy.append(spectrum_energy(P).mean(1)[..., k - 1])
+    trained = torch.stack(curves["trained"]).mean(0)                        # (L, H, n), mean over seeds
+    init = torch.stack(curves["init"]).mean(0)
+    at_k = trained[..., k - 1]                                              # (L, H)
+    per_seed_at_k = [float(c[..., k - 1].mean()) for c in curves["trained"]]
+    mean_at_k = float(at_k.mean())
+    passed = mean_at_k >= 0.9
+    metrics = {
+        "n": cfg.length, "k": k,
+        "mean_cumulative_singular_value_at_k": mean_at_k,
+        "per_seed_mean_at_k": per_seed_at_k,
+        "min_layer_head_at_k": float(at_k.min()),
+        "at_k_per_layer_head": at_k.tolist(),
+        "energy_at_k_per_layer_head": torch.stack(energy).mean(0).tolist(),
+        "mean_energy_at_k": float(torch.stack(energy).mean()),
+        "init_mean_at_k": float(init[..., k - 1].mean()),
+        "index_reaching_0.9": int((trained.mean((0, 1)) < 0.9).sum()) + 1,
+        "mean_curve": trained.mean((0, 1)).tolist(),
+        "init_mean_curve": init.mean((0, 1)).tolist(),
+        "masked_char_accuracy_per_seed": accuracy,
+        "masked_char_accuracy": float(np.mean(accuracy)),
+        "majority_char_accuracy": data.majority_accuracy,
+    }
+    return ClaimResult(metrics=metrics, passed=passed, figure=_plot_spectrum(trained, init, k))
+
+
+def _plot_spectrum(trained: torch.Tensor, init: torch.Tensor, k: int):
+    """Fig. 1 redrawn: the normalised cumulative singular value against its index (left) and its value at k for
+    every layer and head (right)."""
+    plt = _plt()
+    L, H, n = trained.shape
+    fig, (ax, hm) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw=dict(width_ratios=[1.5, 1]))
+    index = np.arange(1, n + 1)
+    for layer in range(L):
+        ax.plot(index, trained[layer].mean(0), lw=1.5, label=f"layer {layer + 1} (pretrained)")
+    ax.plot(index, init.mean((0, 1)), "k--", lw=1, label="at initialization")
+    ax.plot(index, index / n, ":", color="gray", lw=1, label="full rank, flat spectrum")
+    ax.axvline(k, color="gray", lw=0.8)
+    ax.set(xlabel="singular value index", ylabel="normalised cumulative singular value", ylim=(0, 1.01),
+           title=f"P of a masked character LM, n = {n} (mean over heads and sequences)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    im = hm.imshow(trained[..., k - 1].numpy(), cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(trained[..., k - 1].numpy()):
+        hm.text(j, i, f"{v:.2f}", ha="center", va="center", color="w", fontsize=9)
+    hm.set(xlabel="head", ylabel="layer", xticks=range(H), xticklabels=range(1, H + 1), yticks=range(L),
+           yticklabels=range(1, L + 1), title=f"value at index k = {k}")
+    fig.colorbar(im, ax=hm)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- claim 2: linear cost
+
+
+class _SelfAttention(torch.nn.Module):
+    def __init__(self, attn: torch.nn.Module):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x)
+
+
+@claim(
+    paper="linformer",
+    statement="At fixed k, Linformer attention's time and memory grow linearly with the sequence length n, while "
+              "standard attention's time grows quadratically (Sec. 4, Table 3).",
+    criterion="forward+backward of one attention layer (batch 1, width 256, 4 heads of 64): for each k in "
+              "{128, 256}, the log-log slopes of median time and of peak memory against n, for n from 1024 to "
+              "16384, are both <= 1.15",
+    quick=dict(dim=64, heads=2, dim_head=32, ks=(16,), sizes=(64, 128, 256), full_max=256, repeats=1, warmup=0,
+               min_size=64, seeds=1),
+    full=dict(dim=256, heads=4, dim_head=64, ks=(128, 256), sizes=(512, 1024, 2048, 4096, 8192, 16384),
+              full_max=8192, repeats=5, warmup=1, min_size=1024, seeds=1),
+)
+def linear_cost(cfg, ctx) -> ClaimResult:
+    rows = []
+    for k in cfg.ks:
+        rows += bench_module(
+            lambda n, k=k: _SelfAttention(LinformerAttention(cfg.dim, cfg.heads, cfg.dim_head, seq_len=n, k=k)),
+            lambda n: (torch.randn(1, n, cfg.dim, requires_grad=True),), cfg.sizes, device=ctx.device,
+            repeats=cfg.repeats, warmup=cfg.warmup, name=f"linformer k={k}")
+    rows += bench_module(lambda n: _SelfAttention(FullAttention(cfg.dim, cfg.heads, cfg.dim_head)),
+                         lambda n: (torch.randn(1, n, cfg.dim, requires_grad=True),),
+                         [n for n in cfg.sizes if n <= cfg.full_max], device=ctx.device,
+                         repeats=max(1, cfg.repeats // 2), warmup=cfg.warmup, name="full (SDPA)")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    slopes = {m: {key: loglog_slope([r["size"] for r in rows if r["method"] == m],
+                                    [r.get(key) for r in rows if r["method"] == m], min_size=cfg.min_size)
+                  for key in ("time_ms", "peak_mb")} for m in methods}
+    ours = [f"linformer k={k}" for k in cfg.ks]
+    passed = all(slopes[m]["time_ms"] <= 1.15 and slopes[m]["peak_mb"] <= 1.15 for m in ours)
+    metrics = {"slopes": slopes, "rows": rows,
+               "max_linformer_slope": max(max(slopes[m].values()) for m in ours)}
+    return ClaimResult(metrics=metrics, passed=passed, figure=_plot_cost(rows, methods, slopes))
+
+
+def _plot_cost(rows, methods, slopes):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in zip(axes, ("time_ms", "peak_mb"), ("time (ms)", "peak memory (MiB)")):
+        for m in methods:
+            points = [(r["size"], r[key]) for r in rows if r["method"] == m and r.get(key)]
+            ax.plot(*zip(*points), marker="o", label=f"{m} (slope {slopes[m][key]:.2f})")
+        ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=label,
+               title=f"forward+backward {label.split(' (')[0]}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- claim 3: accuracy near full
+
+
+@claim(
+    paper="linformer",
+    statement="With k = n/4 a Linformer pretrained as a masked language model comes within a few points of the "
+              "same Transformer with full attention (Sec. 5.1, Fig. 3a: n = 512, k = 128 nears RoBERTa's "
+              "perplexity).",
+    criterion="masked-character test accuracy at n = 256, same model, data, steps and seeds: mean over seeds of "
+              "Linformer (k = 64, headwise sharing) >= mean of full attention - 3 points",
+    quick=dict(length=64, steps=4, batch_size=8, lr=3e-3, n_test=8, seeds=1),
+    full=dict(length=256, steps=400, batch_size=8, lr=3e-3, n_test=256, seeds=3),
+)
+def accuracy_near_full(cfg, ctx) -> ClaimResult:
+    data = masked_lm_data(ctx, cfg.length, cfg.n_test)
+    k = cfg.length // 4
+    methods = {"full": ("full", None), f"linformer k={k}": ("linformer", dict(seq_len=cfg.length, k=k))}
+    accuracy = {m: [] for m in methods}
+    losses = {m: [] for m in methods}
+    for seed, m in ctx.grid(cfg.seeds, methods):
+        ctx.seed(seed)
+        fit = train_mlm(ctx, mlm_model(data, cfg.length, *methods[m]), data, cfg, seed)
+        accuracy[m].append(fit.accuracy)
+        losses[m].append([h["loss"] for h in fit.history])
+    mean = {m: float(np.mean(a)) for m, a in accuracy.items()}
+    gap = mean["full"] - mean[f"linformer k={k}"]
+    passed = gap <= 3.0
+    metrics = {"masked_char_accuracy": mean, "masked_char_accuracy_per_seed": accuracy,
+               "majority_char_accuracy": data.majority_accuracy,
+               "full_minus_linformer_points": gap, "n": cfg.length, "k": k,
+               "final_train_loss": {m: [float(np.mean(seq[-20:])) for seq in ls] for m, ls in losses.items()}}
+    return ClaimResult(metrics=metrics, passed=passed, figure=_plot_curves(losses, mean, cfg))
+
+
+def _plot_curves(losses: dict, accuracy: dict, cfg):
+    """Fig. 3 redrawn at our scale: training perplexity of the masked characters against updates."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for m, runs in losses.items():
+        curve = np.exp(np.mean(runs, axis=0))
+        window = max(1, len(curve) // 25)
+        smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window, len(curve) + 1), smooth, label=f"{m}: test accuracy {accuracy[m]:.1f}%")
+    ax.set(yscale="log", xlabel="update", ylabel="masked-character perplexity (train, smoothed)",
+           title=f"masked character LM on pydoc, n = {cfg.length}, mean of {cfg.seeds} seeds")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig

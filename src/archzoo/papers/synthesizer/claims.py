@@ -1,0 +1,182 @@
+"""The Synthesizer's claims (Tay et al. 2020, arXiv:2005.00743, Sec. 4) on generated sequence tasks.
+
+Every model is the same small `SequenceTransformer` (learned positions, pre-norm, `dim` 64, 2 layers, 4 heads
+of 16) and only its attention changes: a synthesizer (`SynthesizerAttention`) or dot-product attention
+(`core.FullAttention`, the paper's "Vanilla"). For a given seed every model sees the same data and batches.
+
+- `random_alignment_learns`: the Random Synthesizer's weights are parameters that never look at the tokens,
+  yet it learns copy and (causal) duplication far above chance; both ask for an alignment that is the same for
+  every input, which is what R can learn. Dot-product attention trains beside it at the same budget (seed 0).
+- `mixture_matches_vanilla`: the mixture Random + Vanilla (Sec. 3.1, Mixture of Synthesizers) matches or beats
+  dot-product attention on copy (an input-independent alignment) and on ListOps (nested operators, the Long
+  Range Arena task where Tay et al. 2021 found synthesizers on a par with the Transformer).
+
+`METHODS` also holds the paper's Fixed Random, which the first claim can train beside the others for context:
+`archzoo run synthesizer --claim random_alignment_learns --set 'context=["vanilla", "fixed_random"]'`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...core.sequence import SequenceTransformer
+from ...engine.claims import ClaimResult, claim, mean_over_seeds
+
+METHODS = {                                                     # name -> (attention, attention kwargs besides l)
+    "random": ("synthesizer", dict(synthesizer="random")),
+    "fixed_random": ("synthesizer", dict(synthesizer="random", fixed_random=True)),
+    "vanilla": ("full", {}),
+    "random+vanilla": ("synthesizer", dict(synthesizer="random+vanilla")),
+}
+LABELS = {"random": "Random", "fixed_random": "Fixed Random", "vanilla": "Vanilla (dot product)",
+          "random+vanilla": "Random + Vanilla"}
+
+
+def sequence_model(task, method: str, length: int, cfg) -> SequenceTransformer:
+    """The claims' model on `task` with attention `method` (METHODS); causal for duplication (language modelling)."""
+    attention, kwargs = METHODS[method]
+    return SequenceTransformer(task.vocab_size, task.num_classes, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
+                               dim_head=cfg.dim // cfg.heads, max_len=length, attention=attention,
+                               attention_kwargs=dict(seq_len=length, **kwargs) if attention == "synthesizer" else None,
+                               causal=task.name == "duplication", per_token=task.per_token)
+
+
+def chance(task) -> float:
+    """The accuracy of always answering the most frequent test target (percent; scored tokens only)."""
+    y = task.test.tensors[1]
+    y = y[y != task.ignore_index]
+    return 100.0 * float(y.bincount().max()) / y.numel()
+
+
+def train_grid(cfg, ctx, tasks, methods, context=()) -> tuple[dict, dict, dict]:
+    """Test accuracy (percent; per token for copy and duplication) of every (task, method) for every seed (the
+    `context` methods for seed 0 only), the trained models of seed 0, and each task's chance level."""
+    from ...data import load_dataset
+
+    accuracy = {t: {m: [] for m in (*methods, *context)} for t in tasks}
+    models = {}
+    data = {t: load_dataset(t, length=cfg.length, n_train=cfg.n_train, n_test=cfg.n_test, seed=0) for t in tasks}
+    for seed, t, m in ctx.grid(cfg.seeds, tasks, (*methods, *context)):
+        if seed > 0 and m in context:
+            continue
+        ctx.seed(seed)
+        model = sequence_model(data[t], m, cfg.length, cfg)
+        fit = ctx.fit_and_eval(model, data[t], steps=cfg.steps, batch_size=cfg.batch_size, seed=seed, lr=cfg.lr,
+                               warmup_steps=cfg.steps // 10, eval_train=False, desc=f"{m} on {t}, seed {seed}")
+        accuracy[t][m].append(fit.accuracy)
+        if seed == 0:
+            models[t, m] = model
+    return accuracy, models, {t: chance(data[t]) for t in tasks}
+
+
+def plot_accuracy(ax, accuracy: dict, chance_level: dict, title: str) -> None:
+    """Bars: mean test accuracy per task and method, dots: the seeds, dashes: chance (the most frequent target)."""
+    tasks = list(accuracy)
+    methods = list(accuracy[tasks[0]])
+    width = 0.8 / len(methods)
+    colors = {"random": "tab:orange", "fixed_random": "tab:gray", "vanilla": "tab:blue", "random+vanilla": "tab:green"}
+    for j, m in enumerate(methods):
+        xs = np.arange(len(tasks)) + (j - (len(methods) - 1) / 2) * width
+        means = [np.mean(accuracy[t][m]) for t in tasks]
+        seeds = len(accuracy[tasks[0]][m])
+        ax.bar(xs, means, width, color=colors[m], alpha=0.85,
+               label=f"{LABELS[m]} ({seeds} seed{'s' if seeds > 1 else ''})")
+        for x, t in zip(xs, tasks):
+            ax.plot([x] * len(accuracy[t][m]), accuracy[t][m], "k.", ms=4)
+    for i, t in enumerate(tasks):
+        ax.hlines(chance_level[t], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1,
+                  label="chance" if i == 0 else None)
+    ax.set_xticks(range(len(tasks)), [t.replace("_", " ") for t in tasks])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+@claim(
+    paper="synthesizer",
+    statement=("The Random Synthesizer, whose attention weights are trained parameters that never look at the tokens "
+               "(no token-token interaction), still learns the tasks far above chance (Sec. 4: random alignment "
+               "matrices perform competitively)."),
+    criterion=("mean test token accuracy of the (trained) Random Synthesizer over seeds >= 50% on copy (chance 10%) "
+               "and >= 50% on causal duplication (chance 0.8%)"),
+    quick=dict(length=16, n_train=64, n_test=16, steps=3, batch_size=8, lr=1e-2, dim=16, depth=1, heads=2,
+               context=("vanilla",), seeds=1),
+    demo=dict(length=128, n_train=4000, n_test=500, steps=300, batch_size=32, lr=1e-2, dim=64, depth=2, heads=4,
+              context=(), seeds=1),
+    full=dict(length=128, n_train=4000, n_test=500, steps=300, batch_size=32, lr=1e-2, dim=64, depth=2, heads=4,
+              context=("vanilla",), seeds=3),
+)
+def random_alignment_learns(cfg, ctx) -> ClaimResult:
+    tasks = ("copy", "duplication")
+    accuracy, models, chance_level = train_grid(cfg, ctx, tasks, ("random",), context=cfg.context)
+    mean = {t: mean_over_seeds(accuracy[t]) for t in tasks}
+    passed = mean["copy"]["random"] >= 50.0 and mean["duplication"]["random"] >= 50.0
+    alignment = models["copy", "random"].transformer.blocks[0].attn.synthesizers["random"].R[0].detach().softmax(-1)
+    return ClaimResult(metrics={"accuracy": mean, "accuracy_per_seed": accuracy, "chance": chance_level},
+                       passed=passed,
+                       figure=plot_random_alignment(accuracy, chance_level, alignment.numpy()),
+                       notes="accuracy per scored token of the test set; alignment: softmax(R) of layer 1, head 1, "
+                             "trained on copy (seed 0)")
+
+
+def plot_random_alignment(accuracy: dict, chance_level: dict, alignment: np.ndarray):
+    """Test accuracy per method (left) and the alignment softmax(R) a Random Synthesizer learned for copy (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    plot_accuracy(ax, accuracy, chance_level, "Random Synthesizer: no token-token interaction")
+    im = ax_r.imshow(alignment, cmap="viridis", vmin=0, vmax=1)
+    ax_r.set_xlabel("key position j")
+    ax_r.set_ylabel("query position i")
+    ax_r.set_title("softmax(R), layer 1 head 1, learned on copy")
+    fig.colorbar(im, ax=ax_r, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+@claim(
+    paper="synthesizer",
+    statement=("A mixture of synthesizers with dot-product attention, Random + Vanilla (Sec. 3.1, Mixture of "
+               "Synthesizers), matches or beats dot-product attention alone (Sec. 4: mixtures outperform the "
+               "Transformer)."),
+    criterion=("on each of copy and ListOps: mean test accuracy over seeds of Random + Vanilla >= that of "
+               "Vanilla - 3 points"),
+    quick=dict(length=16, n_train=64, n_test=16, steps=3, batch_size=8, lr=1e-2, dim=16, depth=1, heads=2, seeds=1),
+    demo=dict(length=128, n_train=4000, n_test=1000, steps=120, batch_size=32, lr=1e-2, dim=64, depth=2, heads=4,
+              seeds=1),
+    full=dict(length=128, n_train=4000, n_test=1000, steps=120, batch_size=32, lr=1e-2, dim=64, depth=2, heads=4,
+              seeds=3),
+)
+def mixture_matches_vanilla(cfg, ctx) -> ClaimResult:
+    tasks = ("copy", "listops")
+    accuracy, models, chance_level = train_grid(cfg, ctx, tasks, ("vanilla", "random+vanilla"))
+    mean = {t: mean_over_seeds(accuracy[t]) for t in tasks}
+    margin = {t: mean[t]["random+vanilla"] - mean[t]["vanilla"] for t in tasks}
+    passed = all(m >= -3.0 for m in margin.values())
+    alpha = {t: [float(b.attn.alpha()[0].detach()) for b in models[t, "random+vanilla"].transformer.blocks]
+             for t in tasks}                                    # the weight on R in each layer (seed 0)
+    return ClaimResult(metrics={"accuracy": mean, "accuracy_per_seed": accuracy, "margin": margin,
+                                "alpha_random_seed0": alpha, "chance": chance_level},
+                       passed=passed, figure=plot_mixture(accuracy, chance_level, alpha),
+                       notes="margin = Random + Vanilla minus Vanilla, mean test accuracy in points; alpha = the "
+                             "learned weight on R per layer (1 - alpha on Q K^T), seed 0")
+
+
+def plot_mixture(accuracy: dict, chance_level: dict, alpha: dict):
+    """Test accuracy of Vanilla and Random + Vanilla (left) and the learned mixture weight on R per layer (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    plot_accuracy(ax, accuracy, chance_level, "Mixture of synthesizers vs dot-product attention")
+    for t, a in alpha.items():
+        ax_a.plot(range(1, len(a) + 1), a, "o-", label=t.replace("_", " "))
+    ax_a.axhline(0.5, color="k", ls=":", lw=1)
+    ax_a.set_xlabel("layer")
+    ax_a.set_ylabel(r"$\alpha_R$ (weight on R; $1-\alpha_R$ on $QK^T$)")
+    ax_a.set_ylim(0, 1)
+    ax_a.set_xticks(range(1, max(len(a) for a in alpha.values()) + 1))
+    ax_a.set_title("learned mixture weight (seed 0; starts at 0.5)")
+    ax_a.legend()
+    fig.tight_layout()
+    return fig

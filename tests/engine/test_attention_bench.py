@@ -5,8 +5,10 @@ import torch
 
 from archzoo.core import FullAttention
 from archzoo.engine.attention_bench import (
+    AttentionBenchSpec,
     attention_bench_specs,
     bench_attention,
+    bench_attention_rows,
     bench_tasks,
     build_attention,
     register_attention_bench,
@@ -27,6 +29,21 @@ def test_full_attention_is_registered_first():
 def test_reference_needs_a_name():
     with pytest.raises(ValueError, match="ref_name"):
         register_attention_bench("full", reference=lambda n, d, h, dh: FullAttention(d, h, dh))
+
+
+class _FailingReference(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("reference out of memory")
+
+
+def test_only_our_row_stops_the_size_sweep():
+    spec = AttentionBenchSpec("full", lambda n: {}, reference=lambda n, d, h, dh: _FailingReference(),
+                              ref_name="failing")
+    rows, note = bench_attention_rows(spec, [32, 64, 128], dim=32, heads=2, dim_head=16, device="cpu",
+                                      repeats=1, warmup=0, max_ms=float("inf"))
+    assert note is None
+    assert [r["size"] for r in rows if r["method"] == "full" and "time_ms" in r] == [32, 64, 128]
+    assert [r["size"] for r in rows if r["method"] == "failing" and "error" in r] == [32, 64, 128]
 
 
 def test_attention_suite_writes_its_section(tmp_path):

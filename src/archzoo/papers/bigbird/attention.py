@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ...core.attention import attention_inputs
 from ...core.checks import check_shape
 from ...registry import register_attention
 
@@ -158,15 +159,14 @@ class BigBirdAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
-        b, n, _ = check_shape(x, "B N D", D=self.dim).values()
         if context is not None:
             raise ValueError("BigBird defines block-sparse self-attention of an encoder; the paper's decoders use "
                              "full attention for cross-attention (Sec. 4), so `context` is not supported")
         if causal:
             raise ValueError("BigBird defines no causal form: the paper uses its sparse attention only in encoders "
                              "and full attention in decoders (Sec. 4); use attention='full' for causal layers")
-        if mask is not None:
-            check_shape(mask, "B N_kv", name="mask", dtype="bool", B=b, N_kv=n)
+        attention_inputs(x, None, mask, causal, self.dim)
+        b, n, _ = x.shape
 
         bs = self.block_size
         pad = -n % bs

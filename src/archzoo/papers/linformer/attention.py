@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
+from ...core.attention import attention_inputs
 from ...registry import register_attention
 from .projection import SequenceProjection
 
@@ -84,18 +84,12 @@ class LinformerAttention(nn.Module):
         if causal:
             raise ValueError("Linformer (Wang et al. 2020) defines no causal attention: the projection E mixes every "
                              "position, future ones included, into each projected key; use it in encoders")
-        check_shape(x, "B N D", D=self.dim)
-        kv = x
-        if context is not None:
-            check_shape(context, "B M D", name="context", B=x.shape[0], D=self.dim)
-            kv = context
+        kv = attention_inputs(x, context, mask, causal, self.dim)              # (B, M, D): context or x
         m = kv.shape[1]
         if m > self.seq_len:
             raise ValueError(f"{'context' if context is not None else 'input'}: Linformer was built for at most "
                              f"seq_len={self.seq_len} keys, got {m} (expected shape (B, M<={self.seq_len}, "
                              f"D={self.dim}), got {tuple(kv.shape)})")
-        if mask is not None:
-            check_shape(mask, "B N_kv", name="mask", dtype="bool", B=x.shape[0], N_kv=m)
 
         q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)      # (B, H, N, d)
         keys, values = self.project_keys_values(kv, mask)                     # (B, H, k, d) each

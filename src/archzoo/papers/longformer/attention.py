@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ...core.attention import attention_inputs
 from ...core.checks import check_shape
 from ...registry import register_attention
 from .sliding_window import sliding_window_attention
@@ -90,14 +91,12 @@ class LongformerAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None, causal: bool = False,
                 global_mask: Tensor | None = None) -> Tensor:
-        b, n, _ = check_shape(x, "B N D", D=self.dim).values()
         if context is not None:
             raise ValueError("Longformer attention is self-attention only: the paper defines no sliding-window "
                              "cross-attention (its encoder-decoder uses full cross-attention); pass context=None")
-        keep = torch.ones(b, n, dtype=torch.bool, device=x.device)
-        if mask is not None:
-            check_shape(mask, "B N", name="mask", dtype="bool", B=b, N=n)
-            keep = mask
+        attention_inputs(x, None, mask, causal, self.dim)
+        b, n, _ = x.shape
+        keep = torch.ones(b, n, dtype=torch.bool, device=x.device) if mask is None else mask
         if global_mask is None:
             global_mask = self.call_global_mask
         if global_mask is None:

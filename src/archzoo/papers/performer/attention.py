@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
+from ...core.attention import attention_inputs
 from ...registry import register_attention
 from .features import KERNELS, draw_projection, hyperbolic_log_features, positive_log_features, relu_features
 
@@ -152,16 +152,10 @@ class PerformerAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
-        check_shape(x, "B N D", D=self.dim)
+        if causal and context is not None:
+            raise ValueError("the causal (prefix-sum) form of FAVOR+ is self-attention: it takes no context")
+        kv = attention_inputs(x, context, mask, causal, self.dim)              # (B, M, D): context or x
         b, n, _ = x.shape
-        kv = x
-        if context is not None:
-            check_shape(context, "B M D", name="context", B=b, D=self.dim)
-            if causal:
-                raise ValueError("the causal (prefix-sum) form of FAVOR+ is self-attention: it takes no context")
-            kv = context
-        if mask is not None:
-            check_shape(mask, "B N_kv", name="mask", dtype="bool", B=b, N_kv=kv.shape[1])
         if self.training and self.feature_redraw_interval is not None:
             if self.calls_since_redraw >= self.feature_redraw_interval:
                 self.redraw_features()

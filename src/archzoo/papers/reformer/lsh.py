@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
+from ...core.attention import attention_inputs
 from ...registry import register_attention
 
 MASK_VALUE = -1e9          # m = infinity: the logit of a key outside P_i (finite: a lone own key keeps a row finite)
@@ -47,12 +47,10 @@ def _mask_values(dtype: torch.dtype) -> tuple[float, float]:
 
 
 def _check_self_attention(module: nn.Module, x: Tensor, context: Tensor | None, mask: Tensor | None) -> None:
-    check_shape(x, "B N D", D=module.dim)
     if context is not None:
         raise ValueError(f"{type(module).__name__} shares queries and keys (Sec. 2, shared-QK), so it has no "
                          "cross-attention form: pass context=None")
-    if mask is not None:
-        check_shape(mask, "B N_kv", name="mask", dtype="bool", B=x.shape[0], N_kv=x.shape[1])
+    attention_inputs(x, None, mask, False, module.dim)
 
 
 def default_n_buckets(n: int, chunk_length: int) -> int | tuple[int, int]:

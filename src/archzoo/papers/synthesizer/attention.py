@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ...core.attention import attention_inputs
 from ...core.checks import check_shape
 from ...registry import register_attention
 from .synthesizers import SYNTHESIZERS, build_synthesizer
@@ -155,8 +156,7 @@ class SynthesizerAttention(nn.Module):
                              "context=None and use FullAttention for encoder-decoder attention)")
         dims = self._check(x)
         b, n = dims["B"], dims["N"]
-        if mask is not None:
-            check_shape(mask, "B N_kv", name="mask", dtype="bool", B=b, N_kv=n)
+        attention_inputs(x, None, mask, causal, self.dim)
 
         v = rearrange(self.to_v(x), "b n (h d) -> b h n d", h=self.heads)        # G(X): (B, H, N, d_h)
         q, k, bias = self._terms(x)                                               # q k^T + bias: the logits

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 import archzoo
 from archzoo import registry
@@ -95,3 +96,20 @@ def test_a_paper_folder_that_fails_to_import_fails_every_lookup(monkeypatch):
             registry.list_attentions()
     monkeypatch.setattr(registry.importlib, "import_module", real)
     assert "full" in registry.list_attentions()
+
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "resnet18", "bit_r50x1", "reformer_tiny"])
+def test_a_replaced_head_survives_save_and_load(name, tmp_path):
+    from archzoo import create_model
+    from archzoo.hub import from_pretrained
+
+    model = create_model(name)
+    model.reset_classifier(7)
+    model.save_pretrained(tmp_path)
+    loaded = from_pretrained(tmp_path)
+    assert loaded.num_classes == 7
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(),
+                                                 strict=True))
+    untouched = create_model(name)
+    untouched.save_pretrained(tmp_path / "untouched")
+    assert "num_classes" not in json.loads((tmp_path / "untouched" / "config.json").read_text())["kwargs"]

@@ -145,8 +145,6 @@ class AlexNet(nn.Module):
         if num_classes:
             nn.init.normal_(self.fc8.weight, mean=0.0, std=self.init_std)
             nn.init.zeros_(self.fc8.bias)
-        if hasattr(self, "pretrained_cfg"):              # so that save_pretrained -> from_pretrained rebuilds this head
-            self.pretrained_cfg["kwargs"]["num_classes"] = num_classes
 
 
 @register_model(paper="alexnet")

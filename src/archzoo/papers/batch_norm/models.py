@@ -74,8 +74,6 @@ class SigmoidMLP(nn.Module):
         if num_classes:
             nn.init.normal_(self.head.weight, std=self.init_std)
             nn.init.zeros_(self.head.bias)
-        if hasattr(self, "pretrained_cfg"):              # so that save_pretrained -> from_pretrained rebuilds this head
-            self.pretrained_cfg["kwargs"]["num_classes"] = num_classes
 
 
 @register_model(paper="batch_norm")

@@ -96,8 +96,6 @@ class MlpMixer(nn.Module):
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
         self.head = self._new_head(num_classes)
-        if hasattr(self, "pretrained_cfg"):              # so that save_pretrained -> from_pretrained rebuilds this head
-            self.pretrained_cfg["kwargs"]["num_classes"] = num_classes
 
 
 def _mixer(kwargs: dict, **config) -> MlpMixer:

@@ -145,8 +145,6 @@ class NFNet(nn.Module):
         if num_classes:
             nn.init.normal_(self.fc.weight, std=0.01)
             nn.init.zeros_(self.fc.bias)
-        if hasattr(self, "pretrained_cfg"):              # so that save_pretrained -> from_pretrained rebuilds this head
-            self.pretrained_cfg["kwargs"]["num_classes"] = num_classes
 
 
 def _nfnet(variant: str, **kwargs) -> NFNet:

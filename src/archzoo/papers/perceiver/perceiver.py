@@ -143,8 +143,6 @@ class Perceiver(nn.Module):
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
         self.head = nn.Linear(self.latent_dim, num_classes) if num_classes else nn.Identity()
-        if hasattr(self, "pretrained_cfg"):
-            self.pretrained_cfg["kwargs"]["num_classes"] = num_classes
 
 
 @register_model(paper="perceiver")

@@ -81,8 +81,6 @@ class ResNetBase(nn.Module):
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        if hasattr(self, "pretrained_cfg"):              # so that save_pretrained -> from_pretrained rebuilds this head
-            self.pretrained_cfg["kwargs"]["num_classes"] = num_classes
 
 
 class ResNet(ResNetBase):

@@ -134,8 +134,6 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
         self.head = self._new_head(num_classes)
-        if hasattr(self, "pretrained_cfg"):              # so that save_pretrained -> from_pretrained rebuilds this head
-            self.pretrained_cfg["kwargs"]["num_classes"] = num_classes
 
     def attention_maps(self, x: Tensor) -> list[Tensor]:
         """The attention weights A (Eq. 6) of every layer for images `x`: a list of `depth` tensors (B, H, 1+N, 1+N)."""

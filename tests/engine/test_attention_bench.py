@@ -11,6 +11,7 @@ from archzoo.engine.attention_bench import (
     bench_attention_rows,
     bench_tasks,
     build_attention,
+    majority_accuracy,
     register_attention_bench,
 )
 
@@ -61,3 +62,13 @@ def test_task_suite_trains_and_tabulates(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| full |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert len(cells) == 6 and all(0.0 <= float(c) <= 100.0 for c in cells[1:])
+    chance = next(line for line in text.splitlines() if line.startswith("| majority class |"))
+    assert all(0.0 < float(c) < 100.0 for c in chance.strip("|").split("|")[1:])
+
+
+def test_majority_accuracy_predicts_the_most_frequent_training_label():
+    from torch.utils.data import TensorDataset
+
+    train = TensorDataset(torch.zeros(4, 3), torch.tensor([[2, 2, -100], [2, 1, -100], [1, 2, 0], [2, -100, -100]]))
+    test = TensorDataset(torch.zeros(2, 3), torch.tensor([[2, 1, -100], [0, 2, 2]]))
+    assert majority_accuracy(SimpleNamespace(train=train, test=test)) == pytest.approx(100.0 * 3 / 5)

@@ -92,3 +92,11 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     assert "| tiny twin |" in row                            # the reference ran beside ours, with a ratio
     assert float(row.strip("|").split("|")[-2]) > 0
     assert "Skipped:\n- `_test_bench_noinput`: no `default_input_size`" in text
+
+
+def test_a_large_model_on_cpu_gets_two_timed_steps(monkeypatch):
+    small = bench._bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
+    monkeypatch.setattr(bench, "LARGE_MODEL_PARAMS", 1000)                  # mnist_mlp (99,710) counts as large
+    large = bench._bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
+    assert (small["steps"], large["steps"]) == (4, 2)
+    assert large["time_ms"] > 0

@@ -17,4 +17,4 @@ def test_quick_suite_writes_both_tables(tmp_path):
     text = out.read_text()
     assert "<!-- bench:norms -->" in text
     assert "| GroupNorm G=32 (group_norm) | nn.GroupNorm | 2x32x8x8 |" in text
-    assert "| resnet20_gn | 0.2697 | 2x3x32x32 |" in text
+    assert "| resnet20_gn | 0.2697 | 2x3x32x32 | 2 |" in text

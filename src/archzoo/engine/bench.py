@@ -371,9 +371,16 @@ def _reference_for(name: str, img_size: int | None) -> tuple[str | None, nn.Modu
         return ref_name, None, f"reference `{ref_name}` not installed ({e.name or e})"
 
 
+LARGE_MODEL_PARAMS = 150e6
+
+
 def _bench_image_model(name: str, *, batch_size: int, img_size: int | None, device, repeats, warmup) -> dict:
     """One registered image classifier: forward+backward on a random batch of its input size, and, when one is
-    registered and installed, its public reference on the same batch (`ref_ms`, `ratio` = ours / reference)."""
+    registered and installed, its public reference on the same batch (`ref_ms`, `ratio` = ours / reference).
+
+    On a CPU a model over `LARGE_MODEL_PARAMS` takes minutes a step, so it gets at most 2 timed steps after 1
+    warm-up; the row's `steps` says how many were timed.
+    """
     try:
         model = _create(name, img_size)
     except Exception as e:
@@ -383,12 +390,15 @@ def _bench_image_model(name: str, *, batch_size: int, img_size: int | None, devi
         return {"model": name, "note": "no `default_input_size` (C, H, W) attribute"}
     c, h, w = shape
     h, w = (img_size, img_size) if img_size is not None else (h, w)
+    params = sum(p.numel() for p in model.parameters())
+    if torch.device(device).type == "cpu" and params > LARGE_MODEL_PARAMS:
+        repeats, warmup = min(repeats, 2), min(warmup, 1)
     ref_name, reference, note = _reference_for(name, img_size)
     rows = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
                         repeats=repeats, warmup=warmup, name=name, reference=reference,
                         ref_name=ref_name or "reference")
-    row = {"model": name, "params (M)": sum(p.numel() for p in model.parameters()) / 1e6,
-           "input": f"{batch_size}x{c}x{h}x{w}", **{k: v for k, v in rows[0].items() if k not in ("method", "size")}}
+    row = {"model": name, "params (M)": params / 1e6, "input": f"{batch_size}x{c}x{h}x{w}", "steps": repeats,
+           **{k: v for k, v in rows[0].items() if k not in ("method", "size")}}
     if "time_ms" in row:
         row["images/s"] = batch_size / row["time_ms"] * 1e3
     if reference is not None:
@@ -427,8 +437,8 @@ def bench_models(args) -> None:
         f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
         f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.{load_note(load)}",
         "",
-        format_table(measured, ["model", "params (M)", "input", "time_ms", "images/s", "peak_mb", "reference",
-                                "ref_ms", "ratio", "ref_mb"]).rstrip()
+        format_table(measured, ["model", "params (M)", "input", "steps", "time_ms", "images/s", "peak_mb",
+                                "reference", "ref_ms", "ratio", "ref_mb"]).rstrip()
         if measured else "No registered image classifier matches.",
         *(["", "Skipped:", *skipped] if skipped else []),
     ])

@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--img-size", type=int, default=None)
     p.add_argument("--length", type=int, default=None, help="sequence length of `bench tasks` (default 256)")
+    p.add_argument("--family", default=None, help="`bench models`: only this family's presets (its own section)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
     p.add_argument("--out", help="markdown file to write (default docs/benchmarks.md)")
     p.set_defaults(fn=cmd_bench)

@@ -3,6 +3,7 @@
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
@@ -100,3 +101,18 @@ def test_a_large_model_on_cpu_gets_two_timed_steps(monkeypatch):
     large = bench._bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
     assert (small["steps"], large["steps"]) == (4, 2)
     assert large["time_ms"] > 0
+
+
+def test_models_suite_filters_by_family_into_its_own_section(tmp_path):
+    args = SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
+                           pattern="resnet2*", batch_size=None, img_size=None, family="vision")
+    bench_models(args)
+    text = (tmp_path / "bench.md").read_text()
+    assert "<!-- bench:models-vision -->" in text and "No registered image classifier matches." in text
+    args.family = "cnn"
+    bench_models(args)
+    text = (tmp_path / "bench.md").read_text()
+    assert "<!-- bench:models-cnn -->" in text and "| resnet20 |" in text
+    args.family = "vison"
+    with pytest.raises(ValueError, match="vision"):
+        bench_models(args)

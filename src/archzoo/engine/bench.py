@@ -413,9 +413,10 @@ def bench_models(args) -> None:
     """Forward+backward time, images/s and peak memory of every registered image classifier matching `pattern`.
 
     `args`: `device`, `repeats`, `warmup`, `quick` (2 repeats, 1 warm-up, batch 2 at 32x32), `out`
-    (docs/benchmarks.md), `pattern` (fnmatch on model names), `batch_size`, `img_size`.
+    (docs/benchmarks.md), `pattern` (fnmatch on model names), `batch_size`, `img_size`, `family` (only that
+    family's presets, written to their own section `models-<family>`).
     """
-    from ..registry import list_models
+    from ..registry import get_paper, list_models, list_papers, model_paper
     from .claims import resolve_device
 
     quick = bool(getattr(args, "quick", False))
@@ -424,15 +425,20 @@ def bench_models(args) -> None:
     img_size = getattr(args, "img_size", None) or (32 if quick else None)
     device = resolve_device(getattr(args, "device", "cpu") or "cpu")
     load = load_now()
+    family = getattr(args, "family", None)
+    if family is not None:
+        list_papers(family)                                   # an unknown family raises ValueError
     rows = []
     for name in list_models(getattr(args, "pattern", None) or "*"):
+        if family is not None and get_paper(model_paper(name)).family != family:
+            continue
         print(f"[bench models] {name}", file=sys.stderr, flush=True)
         rows.append(_bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
                                        repeats=repeats, warmup=warmup))
     measured = [r for r in rows if "note" not in r]
     skipped = [f"- `{r['model']}`: {r['note']}" for r in rows if "note" in r]
     markdown = "\n".join([
-        "## Models",
+        f"## Models{f' ({family} family)' if family else ''}",
         "",
         f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
         f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.{load_note(load)}",
@@ -443,5 +449,5 @@ def bench_models(args) -> None:
         *(["", "Skipped:", *skipped] if skipped else []),
     ])
     out = getattr(args, "out", None) or default_benchmarks_path()
-    write_section(out, "models", markdown)
+    write_section(out, f"models-{family}" if family else "models", markdown)
     print(markdown)

@@ -4,7 +4,8 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# `make bench` runs these suites; `archzoo bench all` runs every suite (slow on a CPU: presets up to 900M parameters).
+# `make bench` runs these suites and the vision family's presets; `archzoo bench all` runs every suite (slow on a CPU:
+# presets up to 936M parameters).
 BENCH_SUITES ?= attention tasks norms
 BENCH_ARGS ?=
 
@@ -32,6 +33,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]' || echo "reference packages unavailable: benchmarking ours only"
 	for suite in $(BENCH_SUITES); do $(VENV)/bin/archzoo bench $$suite $(BENCH_ARGS) || exit 1; done
+	$(VENV)/bin/archzoo bench models --family vision $(BENCH_ARGS)
 
 report: $(STAMP)
 	$(VENV)/bin/archzoo report

@@ -4,7 +4,7 @@ import pytest
 import torch
 from einops import rearrange
 
-from archzoo.core import FullAttention
+from archzoo.core import FullAttention, MapSelfAttention
 from archzoo.registry import get_attention
 
 B, N, M, DIM = 2, 6, 7, 16
@@ -94,3 +94,17 @@ def test_attention_dropout_acts_in_training_only():
     assert not torch.equal(attn(x), attn(x))
     attn.eval()
     assert torch.equal(attn(x), attn(x))
+
+
+def test_map_self_attention_is_full_attention_over_the_flattened_map_and_stores_the_map():
+    from archzoo.engine.bench import peak_memory
+
+    torch.manual_seed(0)
+    layer = MapSelfAttention(16, heads=2, dim_head=8)
+    x = torch.randn(2, 16, 6, 5)
+    flat = layer.attention(rearrange(x, "b c h w -> b (h w) c"))
+    assert torch.allclose(layer(x), rearrange(flat, "b (h w) c -> b c h w", h=6), atol=1e-6)
+    small, large = (peak_memory(layer, (torch.randn(1, 16, s, s, requires_grad=True),)) for s in (16, 32))
+    assert large / small > 8                                   # 4x the positions: the stored (n x n) map grows 16x
+    with pytest.raises(ValueError, match="C"):
+        layer(torch.randn(1, 8, 4, 4))

@@ -100,3 +100,25 @@ class FullAttention(nn.Module):
         if empty is not None:
             out = out.masked_fill(rearrange(empty, "b 1 n 1 -> b n 1"), 0.0)
         return out
+
+
+class MapSelfAttention(nn.Module):
+    """Multi-head self-attention over all H W positions of a (B, C, H, W) map, the attention map materialised.
+
+    The O((hw)^2) baseline that attention-for-vision papers compare against (LambdaNetworks Table 2, Axial-DeepLab
+    Sec. 3.2): `FullAttention` over the flattened map under PyTorch's "math" SDPA backend, which stores the
+    (hw x hw) weights as those papers assume. Fused kernels (FlashAttention, 2022) avoid storing the map and are not
+    the papers' baseline.
+    """
+
+    def __init__(self, dim: int, heads: int = 8, dim_head: int = 64):
+        super().__init__()
+        self.attention = FullAttention(dim, heads=heads, dim_head=dim_head)
+
+    def forward(self, x: Tensor) -> Tensor:                              # (B, C, H, W)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        h = check_shape(x, "B C H W", C=self.attention.dim)["H"]
+        with sdpa_kernel(SDPBackend.MATH):
+            y = self.attention(rearrange(x, "b c h w -> b (h w) c"))     # (B, n, C)
+        return rearrange(y, "b (h w) c -> b c h w", h=h)

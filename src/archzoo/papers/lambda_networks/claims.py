@@ -14,33 +14,14 @@ import math
 from dataclasses import replace
 
 import torch
-from einops import rearrange
-from torch import Tensor, nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import TensorDataset
 
-from ...core.attention import FullAttention
+from ...core.attention import MapSelfAttention
 from ...engine.bench import bench_module, loglog_slope
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ..resnet import CifarResNet
 from .lambda_layer import LambdaLayer
 from .models import LambdaCifarResNet
-
-
-class MapSelfAttention(nn.Module):
-    """Multi-head self-attention over the H W positions of a (B, C, H, W) map, with the attention map materialised
-    (PyTorch's "math" SDPA backend): the self-attention of the paper's Table 2, Theta(b |h| n^2) memory. Fused
-    kernels (FlashAttention, 2022) avoid storing the map and are not the baseline of the paper."""
-
-    def __init__(self, dim: int, heads: int, dim_head: int):
-        super().__init__()
-        self.attention = FullAttention(dim, heads=heads, dim_head=dim_head)
-
-    def forward(self, x: Tensor) -> Tensor:                              # (B, C, H, W)
-        h = x.shape[2]
-        with sdpa_kernel(SDPBackend.MATH):
-            y = self.attention(rearrange(x, "b c h w -> b (h w) c"))     # (B, n, C)
-        return rearrange(y, "b (h w) c -> b c h w", h=h)
 
 
 @claim(

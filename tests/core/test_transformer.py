@@ -83,16 +83,13 @@ def test_post_norm_stack_has_no_final_norm():
     assert isinstance(Transformer(DIM, 1, norm="pre").norm, nn.LayerNorm)
 
 
-def test_tiny_transformer_fits_a_fixed_batch():
+def test_tiny_transformer_fits_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = nn.ModuleDict(dict(body=Transformer(DIM, depth=1, heads=2, dim_head=8), head=nn.Linear(DIM, 4)))
     x, y = torch.randn(16, N, DIM), torch.randint(0, 4, (16,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(20):
-        loss = nn.functional.cross_entropy(model["head"](model["body"](x, causal=True)[:, -1]), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    def loss():
+        return nn.functional.cross_entropy(model["head"](model["body"](x, causal=True)[:, -1]), y)
+
+    losses = fixed_batch_losses(loss, opt, 20)
     assert losses[-1] < 0.2 * losses[0]

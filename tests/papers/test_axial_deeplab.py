@@ -151,18 +151,12 @@ def test_axial_resnet_downsamples_like_resnet_and_its_blocks_start_as_shortcuts(
         torch.testing.assert_close(block(x), torch.relu(x))
 
 
-def test_small_axial_resnet_loss_falls_on_a_fixed_batch():
+def test_small_axial_resnet_loss_falls_on_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = archzoo.create_model("axial_resnet_tiny", num_classes=4)
     x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 4, (16,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(25):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(lambda: F.cross_entropy(model(x), y), opt, 25)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -239,18 +239,12 @@ def test_bigbird_small_has_full_attentions_parameters_and_round_trips(tmp_path):
     torch.testing.assert_close(loaded(ids), model(ids))
 
 
-def test_training_loss_falls_on_a_fixed_batch():
+def test_training_loss_falls_on_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = archzoo.create_model("bigbird_small", vocab_size=12, num_classes=4, block_size=8)
     ids, y = torch.randint(0, 12, (8, 128)), torch.randint(0, 4, (8,))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(15):
-        loss = torch.nn.functional.cross_entropy(model(ids), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(lambda: torch.nn.functional.cross_entropy(model(ids), y), opt, 15)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -163,18 +163,12 @@ def test_resnet20_gn_starts_each_residual_blocks_last_gamma_at_zero():
             assert torch.equal(block.bn1.weight, torch.ones_like(block.bn1.weight))
 
 
-def test_a_gn_net_learns_from_one_image_per_batch():
+def test_a_gn_net_learns_from_one_image_per_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = archzoo.create_model("resnet20_gn", num_classes=3, in_chans=1, num_groups=4)
     x, y = torch.randn(1, 1, 12, 12), torch.tensor([2])
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    losses = []
-    for _ in range(15):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(lambda: torch.nn.functional.cross_entropy(model(x), y), opt, 15)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -133,18 +133,12 @@ def test_cifar_twins_differ_only_in_the_middle_layer_and_rednet_is_smaller():
     assert n_params(red) < n_params(res) and count_macs(red, (1, 28, 28)) < count_macs(res, (1, 28, 28))
 
 
-def test_a_small_rednet_fits_a_fixed_batch():
+def test_a_small_rednet_fits_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = CifarRedNet(11, num_classes=4, in_chans=1, width=16, stem_stride=2)
     x, y = torch.rand(16, 1, 16, 16), torch.arange(16) % 4
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(lambda: F.cross_entropy(model(x), y), opt, 25)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -101,18 +101,12 @@ def test_lambda_layer_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(layer, (x,))
 
 
-def test_small_lambda_resnet_loss_falls_on_a_fixed_batch():
+def test_small_lambda_resnet_loss_falls_on_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = archzoo.create_model("lambda_resnet8", num_classes=4, in_chans=1)
     x, y = torch.rand(16, 1, 16, 16), torch.randint(0, 4, (16,))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(15):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(lambda: torch.nn.functional.cross_entropy(model(x), y), opt, 15)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -167,18 +167,12 @@ def test_weights_map_one_to_one_onto_full_attention():
     assert sum(p.numel() for p in linear.parameters()) == 3 * 32 * 32 + 32 * 32 + 32
 
 
-def test_transformer_with_linear_attention_learns_a_fixed_batch():
+def test_transformer_with_linear_attention_learns_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = Transformer(32, 2, heads=4, dim_head=8, attention="linear_transformer", attention_kwargs=dict(chunk_size=4))
     x, target = torch.randn(4, 12, 32), torch.randn(4, 12, 32)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss = F.mse_loss(model(x, causal=True), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(lambda: F.mse_loss(model(x, causal=True), target), opt, 30)
     assert losses[-1] < 0.7 * losses[0]
 
 

@@ -227,19 +227,13 @@ def test_save_and_load_round_trip_keeps_the_layerwise_projection_shared(tmp_path
     assert loaded.transformer.blocks[0].attn.E is loaded.transformer.blocks[1].attn.E
 
 
-def test_loss_falls_on_a_fixed_batch():
+def test_loss_falls_on_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     task = load_dataset("listops", length=64, n_train=16, n_test=4, seed=0)
     model = archzoo.create_model("linformer_tiny", seq_len=64, k=16)
     x, y = task.train.tensors
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fixed_batch_losses(lambda: nn.functional.cross_entropy(model(x), y), opt, 40)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -236,19 +236,16 @@ def test_features_are_redrawn_on_schedule_in_training_only():
     assert torch.equal(fixed.projection, before)
 
 
-def test_performer_transformer_learns_a_fixed_batch():
+def test_performer_transformer_learns_a_fixed_batch(fixed_batch_losses):
     torch.manual_seed(0)
     model = SequenceTransformer(12, 12, dim=32, depth=2, heads=2, dim_head=16, max_len=32, attention="performer",
                                 attention_kwargs=dict(nb_features=32), causal=True)
     ids = torch.randint(0, 12, (8, 32))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        loss = torch.nn.functional.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    def loss():
+        return torch.nn.functional.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+
+    losses = fixed_batch_losses(loss, opt, 40)
     assert losses[-1] < 0.6 * losses[0]
 
 

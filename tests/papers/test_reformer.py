@@ -308,17 +308,14 @@ def test_transformer_takes_the_reformer_attention_by_name():
     assert model(torch.randn(2, 32, DIM), causal=True).shape == (2, 32, DIM)
 
 
-def test_reformer_lm_loss_falls_on_a_fixed_batch():
+def test_reformer_lm_loss_falls_on_a_fixed_batch(fixed_batch_losses):
     model = small_lm().float()
     ids = torch.randint(0, 40, (4, 64))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss = F.cross_entropy(model(ids)[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    def loss():
+        return F.cross_entropy(model(ids)[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+
+    losses = fixed_batch_losses(loss, opt, 30)
     assert losses[-1] < 0.8 * losses[0]
 
 

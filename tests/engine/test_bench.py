@@ -103,6 +103,30 @@ def test_a_large_model_on_cpu_gets_two_timed_steps(monkeypatch):
     assert large["time_ms"] > 0
 
 
+def test_a_large_model_on_cpu_runs_without_its_reference(monkeypatch):
+    def tiny(**kw):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+        model.default_input_size = (3, 8, 8)
+        return model
+
+    paper = registry.get_paper("alexnet")
+    saved = list(paper.models)
+    try:
+        registry.register_model("_test_bench_large", paper="alexnet")(tiny)
+        bench._MODEL_REFERENCES["_test_bench_large"] = ("tiny twin", lambda name, **kw: tiny())
+        with_ref = bench._bench_image_model("_test_bench_large", batch_size=2, img_size=None, device="cpu",
+                                            repeats=1, warmup=0)
+        monkeypatch.setattr(bench, "LARGE_MODEL_PARAMS", 10)
+        without = bench._bench_image_model("_test_bench_large", batch_size=2, img_size=None, device="cpu",
+                                           repeats=1, warmup=0)
+    finally:
+        paper.models[:] = saved
+        registry._MODELS.pop("_test_bench_large", None)
+        bench._MODEL_REFERENCES.pop("_test_bench_large", None)
+    assert with_ref["reference"] == "tiny twin" and with_ref["ref_ms"] > 0
+    assert "ref_ms" not in without and without["reference"].startswith("no reference on a CPU above")
+
+
 def test_models_suite_filters_by_family_into_its_own_section(tmp_path):
     args = SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
                            pattern="resnet2*", batch_size=None, img_size=None, family="vision")

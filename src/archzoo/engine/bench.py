@@ -379,7 +379,7 @@ def _bench_image_model(name: str, *, batch_size: int, img_size: int | None, devi
     registered and installed, its public reference on the same batch (`ref_ms`, `ratio` = ours / reference).
 
     On a CPU a model over `LARGE_MODEL_PARAMS` takes minutes a step, so it gets at most 2 timed steps after 1
-    warm-up; the row's `steps` says how many were timed.
+    warm-up (the row's `steps` says how many were timed) and no reference beside it.
     """
     try:
         model = _create(name, img_size)
@@ -393,7 +393,11 @@ def _bench_image_model(name: str, *, batch_size: int, img_size: int | None, devi
     params = sum(p.numel() for p in model.parameters())
     if torch.device(device).type == "cpu" and params > LARGE_MODEL_PARAMS:
         repeats, warmup = min(repeats, 2), min(warmup, 1)
-    ref_name, reference, note = _reference_for(name, img_size)
+        ref_name, reference, note = None, None, None
+        if model_reference(name):
+            note = f"no reference on a CPU above {LARGE_MODEL_PARAMS / 1e6:.0f}M parameters"
+    else:
+        ref_name, reference, note = _reference_for(name, img_size)
     rows = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
                         repeats=repeats, warmup=warmup, name=name, reference=reference,
                         ref_name=ref_name or "reference")

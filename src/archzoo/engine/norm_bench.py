@@ -95,7 +95,8 @@ def bench_norms(args) -> None:
             model_rows.append(_bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
                                                  repeats=repeats, warmup=warmup))
     measured = [r for r in model_rows if "note" not in r]
-    skipped = [f"- `{r['model']}`: {r['note']}" for r in model_rows if "note" in r]
+    # a preset that failed at both sizes is listed once
+    skipped = list(dict.fromkeys(f"- `{r['model']}`: {r['note']}" for r in model_rows if "note" in r))
     markdown = "\n".join([
         "## Normalization layers and cnn presets",
         "",

@@ -60,6 +60,13 @@ def test_subset_is_class_balanced_seeded_and_keeps_the_test_set():
         d.subset(2000)
 
 
+def test_subset_can_keep_the_first_test_examples():
+    d = load_dataset("digits")
+    s = d.subset(100, seed=3, n_test=50)
+    assert all(torch.equal(a, b[:50]) for a, b in zip(s.test.tensors, d.test.tensors, strict=True))
+    assert len(d.subset(100, n_test=10_000).test) == len(d.test)          # a smaller set is kept whole
+
+
 # --- IDX: MNIST and Fashion-MNIST ------------------------------------------------------------------
 
 @pytest.mark.parametrize("gz", [False, True])

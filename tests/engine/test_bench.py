@@ -9,7 +9,16 @@ from torch import nn
 
 from archzoo import registry
 from archzoo.engine import bench
-from archzoo.engine.bench import bench_models, bench_module, format_table, loglog_slope, plot_loglog, write_section
+from archzoo.engine.bench import (
+    bench_models,
+    bench_module,
+    format_table,
+    loglog_slope,
+    method_slopes,
+    plot_cost_panels,
+    plot_loglog,
+    write_section,
+)
 
 
 class SquareBuffer(nn.Module):
@@ -140,3 +149,15 @@ def test_models_suite_filters_by_family_into_its_own_section(tmp_path):
     args.family = "vison"
     with pytest.raises(ValueError, match="vision"):
         bench_models(args)
+
+
+def test_method_slopes_and_cost_panels():
+    rows = [{"method": m, "size": n, "time_ms": float(n) ** e, "peak_mb": 2.0 * n ** e}
+            for m, e in (("linear", 1.0), ("square", 2.0)) for n in (64, 128, 256, 512)]
+    slopes = method_slopes(rows)
+    assert list(slopes) == ["linear", "square"]
+    assert math.isclose(slopes["linear"]["peak_mb"], 1.0) and math.isclose(slopes["square"]["time_ms"], 2.0)
+    assert math.isclose(method_slopes(rows, ["square"], keys=("peak_mb",), min_size=128)["square"]["peak_mb"], 2.0)
+    fig = plot_cost_panels(rows, slopes, xlabel="n", title="t", guides=(1.5,))
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert labels == ["linear (slope 1.00)", "square (slope 2.00)", "n^1.5"]

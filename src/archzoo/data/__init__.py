@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from .download import DatasetUnavailable, download
-from .images import ImageData, load_cifar10, load_digits, load_idx_dataset, load_image_folder
+from .images import ImageData, first, load_cifar10, load_digits, load_idx_dataset, load_image_folder
 from .samples import list_images, load_image
 from .tasks import (
     IGNORE_INDEX,
@@ -72,7 +72,8 @@ def load_dataset(name: str | os.PathLike, data_dir: str | os.PathLike | None = N
 
 
 __all__ = [
-    "load_dataset", "list_datasets", "DatasetUnavailable", "ImageData", "TextData", "SequenceTask", "CharTokenizer",
-    "load_image", "list_images", "load_image_folder", "download", "load_text", "load_task", "evaluate_listops",
+    "load_dataset", "list_datasets", "DatasetUnavailable", "ImageData", "first", "TextData", "SequenceTask",
+    "CharTokenizer", "load_image", "list_images", "load_image_folder", "download", "load_text", "load_task",
+    "evaluate_listops",
     "make_copy", "make_duplication", "make_associative_recall", "make_listops", "make_retrieval", "IGNORE_INDEX",
 ]

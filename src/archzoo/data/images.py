@@ -21,6 +21,11 @@ from .download import DatasetUnavailable, cache_dir, fetch, find_dir
 from .formats import read_cifar_batch, read_idx
 
 
+def first(dataset: TensorDataset, n: int) -> TensorDataset:
+    """The first `n` samples of a TensorDataset (all of them when it is smaller): a fixed evaluation subset."""
+    return TensorDataset(*(t[:n] for t in dataset.tensors))
+
+
 @dataclass
 class ImageData:
     """An image classification dataset: `train`/`test` are TensorDatasets of (x float32 (N, C, H, W), y int64)."""
@@ -33,12 +38,12 @@ class ImageData:
     in_chans: int
     img_size: int | tuple[int, int]
 
-    def subset(self, n_train: int, seed: int = 0) -> ImageData:
+    def subset(self, n_train: int, seed: int = 0, n_test: int | None = None) -> ImageData:
         """A copy whose training set is `n_train` examples, as evenly spread over the classes as they allow.
 
         Each class's examples are shuffled (seeded) and dealt round-robin: every class gives its k-th
         example before any gives its (k+1)-th, so class counts differ by at most one unless a class runs
-        out. The test set is unchanged.
+        out. The test set is unchanged, or its first `n_test` examples (a fixed evaluation subset).
         """
         x, y = self.train.tensors
         if not 0 < n_train <= len(y):
@@ -53,7 +58,8 @@ class ImageData:
         class_order = rng.permutation(int(labels.max()) + 1)              # who goes first in each round
         keep = np.lexsort((class_order[labels], rank))[:n_train]
         keep = torch.from_numpy(np.sort(keep))
-        return replace(self, train=TensorDataset(x[keep], y[keep]))
+        test = self.test if n_test is None else first(self.test, n_test)
+        return replace(self, train=TensorDataset(x[keep], y[keep]), test=test)
 
     def __repr__(self) -> str:
         shape = tuple(self.train.tensors[0].shape[1:])

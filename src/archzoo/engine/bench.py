@@ -248,6 +248,39 @@ def loglog_slope(sizes: Sequence[float], values: Sequence[float], min_size: floa
     return float(np.polyfit(x, y, 1)[0])
 
 
+def method_slopes(rows: Sequence[dict], methods: Sequence[str] | None = None,
+                  keys: Sequence[str] = ("time_ms", "peak_mb"), min_size: float | None = None) -> dict:
+    """{method: {key: log-log slope against size}} of `bench_module` rows (default: every method, in order)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows)) if methods is None else methods
+    return {m: {key: loglog_slope([r["size"] for r in rows if r["method"] == m],
+                                  [r.get(key) for r in rows if r["method"] == m], min_size=min_size)
+                for key in keys} for m in methods}
+
+
+def plot_cost_panels(rows: Sequence[dict], slopes: dict, *, xlabel: str, title: str, guides: Sequence[float] = ()):
+    """Time and peak memory against size (log-log) side by side, a line per method of `slopes` labelled with its
+    slope; `guides` exponents (e.g. 1.5, 2) drawn through the first method's first point. Returns the figure."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.8))
+    for ax, key, label in zip(fig.subplots(1, 2), ("time_ms", "peak_mb"),
+                              ("forward+backward time (ms)", "peak memory (MiB)")):
+        for m in slopes:
+            points = [(r["size"], r[key]) for r in rows if r["method"] == m and r.get(key)]
+            ax.plot(*zip(*points), marker="o", label=f"{m} (slope {slopes[m][key]:.2f})")
+        if guides:
+            n0, y0 = next((r["size"], r[key]) for r in rows if r["method"] == next(iter(slopes)) and r.get(key))
+            n = np.array(sorted({r["size"] for r in rows}), float)
+            for g, style in zip(guides, (":", "--", "-.")):
+                ax.plot(n, y0 * (n / n0) ** g, "k" + style, lw=1, label=f"n^{g:g}")
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"

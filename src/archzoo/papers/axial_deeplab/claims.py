@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from ...core.attention import MapSelfAttention
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import train
 from .axial_attention import AxialAttention
@@ -62,40 +61,15 @@ def cost_scaling(cfg, ctx) -> ClaimResult:
         reference=lambda n: MapSelfAttention(cfg.dim, cfg.heads, cfg.dim // cfg.heads), name="axial",
         ref_name="global_attention")
     methods = ("axial", "global_attention")
-    slopes = {m: {key: loglog_slope([r["size"] for r in rows if r["method"] == m],
-                                    [r.get(key) for r in rows if r["method"] == m])
-                  for key in ("peak_mb", "time_ms")} for m in methods}
+    slopes = method_slopes(rows, methods)
     last = {m: next(r for r in rows[::-1] if r["method"] == m) for m in methods}
     passed = (slopes["axial"]["peak_mb"] <= 1.6 and slopes["global_attention"]["peak_mb"] >= 1.8
               and last["axial"]["peak_mb"] < last["global_attention"]["peak_mb"])
-    return ClaimResult(metrics={"slopes": slopes, "rows": rows}, passed=passed, figure=plot_cost(rows, methods, slopes))
+    figure = plot_cost_panels(rows, slopes, xlabel="positions n = h w", guides=(1.5, 2),
+                              title="Axial-attention (height + width) vs global self-attention: cost against "
+                                    "resolution (Sec. 3.2)")
+    return ClaimResult(metrics={"slopes": slopes, "rows": rows}, passed=passed, figure=figure)
 
-
-def plot_cost(rows: list[dict], methods: tuple, slopes: dict):
-    """Peak memory and time against n = hw (log-log), axial against global attention, with n^1.5 and n^2 guides."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in zip(axes, ("peak_mb", "time_ms"), ("peak memory (MiB)", "forward+backward time (ms)")):
-        for m in methods:
-            pts = [(r["size"], r[key]) for r in rows if r["method"] == m and key in r]
-            ax.loglog(*zip(*pts), marker="o", label=f"{m.replace('_', ' ')} (slope {slopes[m][key]:.2f})")
-        n = np.array([r["size"] for r in rows if r["method"] == "axial"], float)
-        y0 = next(r[key] for r in rows if r["method"] == "axial")
-        ax.loglog(n, y0 * (n / n[0]) ** 1.5, "k:", lw=1, label="n^1.5")
-        ax.loglog(n, y0 * (n / n[0]) ** 2, "k--", lw=1, label="n^2")
-        ax.set_xlabel("positions n = h w")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle("Axial-attention (height + width) vs global self-attention: cost against resolution (Sec. 3.2)")
-    fig.tight_layout()
-    return fig
-
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset: a fixed evaluation subset."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 POSITION_VARIANTS = {"none": "no position terms (Eq. 1)", "q": "query terms only (Eq. 2)",
@@ -113,7 +87,7 @@ POSITION_VARIANTS = {"none": "no position terms (Eq. 1)", "q": "query terms only
 )
 def position_sensitivity(cfg, ctx) -> ClaimResult:
     data = ctx.dataset("fashion-mnist", fallback="digits")
-    data = replace(data.subset(min(cfg.n_train, len(data.train)), seed=0), test=first(data.test, cfg.n_test))
+    data = data.subset(min(cfg.n_train, len(data.train)), seed=0, n_test=cfg.n_test)
     size = data.img_size if isinstance(data.img_size, int) else data.img_size[0]
     accuracy = {v: [] for v in POSITION_VARIANTS}
     params = {}

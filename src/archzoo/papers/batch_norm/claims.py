@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import cross_entropy_loss, evaluate, train
 from ..resnet import CifarResNet
@@ -33,16 +34,12 @@ from .models import SigmoidMLP
 # ----------------------------------------------------------------------------- shared pieces
 
 
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset (all of them when it is smaller): a fixed evaluation subset."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
-
 
 def small_images(ctx, n_train: int, n_test: int, img_size: int):
     """Fashion-MNIST (digits as fallback): a class-balanced training subset and the first test images, averaged
     down by an integer factor towards `img_size` (28 -> 14); 8x8 digits stay as they are."""
     data = ctx.dataset("fashion-mnist", fallback="digits")
-    data = replace(data.subset(min(n_train, len(data.train)), seed=0), test=first(data.test, n_test))
+    data = data.subset(min(n_train, len(data.train)), seed=0, n_test=n_test)
     factor = max(1, data.img_size // img_size)
     if factor == 1:
         return data

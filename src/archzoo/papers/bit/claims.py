@@ -20,6 +20,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import evaluate
 from .resnet_v2 import ResNetV2
@@ -31,9 +32,6 @@ def small_bit(arch: dict, num_classes: int, in_chans: int) -> ResNetV2:
     return ResNetV2(arch["layers"], num_classes=num_classes, in_chans=in_chans, stem_width=arch["stem_width"],
                     widths=arch["widths"], num_groups=arch["num_groups"])
 
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 def plot_accuracy_vs_shots(shots, transfer: dict, scratch: dict, per_seed: dict, chance: float):

@@ -10,20 +10,12 @@ and for a given seed both see the same batches. Trained on a subset of Fashion-M
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from torch.utils.data import TensorDataset
-
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from .flops import count_macs
 from .rednet import CifarRedNet
 
 NETS = {"rednet": True, "resnet": False}      # name -> involution in the bottleneck
 
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset: a fixed evaluation subset."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 @claim(
@@ -39,7 +31,7 @@ def first(dataset: TensorDataset, n: int) -> TensorDataset:
 )
 def rednet_vs_resnet(cfg, ctx) -> ClaimResult:
     data = ctx.dataset("fashion-mnist", fallback="digits")
-    data = replace(data.subset(min(cfg.n_train, len(data.train)), seed=0), test=first(data.test, cfg.n_test))
+    data = data.subset(min(cfg.n_train, len(data.train)), seed=0, n_test=cfg.n_test)
     input_size = (data.in_chans, *data.test.tensors[0].shape[-2:])
     accuracy = {net: [] for net in NETS}
     params, macs = {}, {}

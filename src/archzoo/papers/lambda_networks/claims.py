@@ -11,13 +11,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
-from torch.utils.data import TensorDataset
 
 from ...core.attention import MapSelfAttention
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ..resnet import CifarResNet
 from .lambda_layer import LambdaLayer
@@ -41,36 +39,12 @@ def memory_scaling(cfg, ctx) -> ClaimResult:
         sizes, device=ctx.device, repeats=cfg.repeats, warmup=cfg.warmup,
         reference=lambda n: MapSelfAttention(cfg.dim, cfg.heads, cfg.dim // cfg.heads),
         name="lambda", ref_name="self_attention")
-    methods = ("lambda", "self_attention")
-    slopes = {m: {key: loglog_slope([r["size"] for r in rows if r["method"] == m],
-                                    [r.get(key) for r in rows if r["method"] == m])
-                  for key in ("peak_mb", "time_ms")} for m in methods}
+    slopes = method_slopes(rows, ("lambda", "self_attention"))
     passed = slopes["lambda"]["peak_mb"] <= 1.15 and slopes["self_attention"]["peak_mb"] >= 1.7
-    return ClaimResult(metrics={"slopes": slopes, "rows": rows}, passed=passed,
-                       figure=plot_memory(rows, methods, slopes))
+    figure = plot_cost_panels(rows, slopes, xlabel="positions n = H W",
+                              title="Lambda layer vs self-attention: cost against resolution (cf. Table 2)")
+    return ClaimResult(metrics={"slopes": slopes, "rows": rows}, passed=passed, figure=figure)
 
-
-def plot_memory(rows: list[dict], methods: tuple, slopes: dict):
-    """Table 2 as a figure: peak memory and time against n (log-log), lambda layer against self-attention."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in zip(axes, ("peak_mb", "time_ms"), ("peak memory (MiB)", "forward+backward time (ms)")):
-        for m in methods:
-            pts = [(r["size"], r[key]) for r in rows if r["method"] == m and key in r]
-            ax.loglog(*zip(*pts), marker="o", label=f"{m.replace('_', '-')} (slope {slopes[m][key]:.2f})")
-        ax.set_xlabel("positions n = H W")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend()
-    fig.suptitle("Lambda layer vs self-attention: cost against resolution (cf. Table 2)")
-    fig.tight_layout()
-    return fig
-
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset: a fixed evaluation subset."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 @claim(
@@ -83,7 +57,7 @@ def first(dataset: TensorDataset, n: int) -> TensorDataset:
 )
 def accuracy(cfg, ctx) -> ClaimResult:
     data = ctx.dataset("fashion-mnist", fallback="digits")
-    data = replace(data.subset(min(cfg.n_train, len(data.train)), seed=0), test=first(data.test, cfg.n_test))
+    data = data.subset(min(cfg.n_train, len(data.train)), seed=0, n_test=cfg.n_test)
     nets = {
         "resnet8": lambda: CifarResNet(8, data.num_classes, data.in_chans, cfg.width),
         "lambda_resnet8": lambda: LambdaCifarResNet(8, data.num_classes, data.in_chans, cfg.width, r=cfg.r),

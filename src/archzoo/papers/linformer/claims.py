@@ -21,7 +21,7 @@ from torch.utils.data import TensorDataset
 
 from ...core.attention import FullAttention
 from ...core.sequence import SequenceTransformer
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim
 from .attention import LinformerAttention
 from .spectrum import context_mapping_matrices, normalized_cumulative_singular_values, spectrum_energy
@@ -207,30 +207,13 @@ def linear_cost(cfg, ctx) -> ClaimResult:
                          lambda n: (torch.randn(1, n, cfg.dim, requires_grad=True),),
                          [n for n in cfg.sizes if n <= cfg.full_max], device=ctx.device,
                          repeats=max(1, cfg.repeats // 2), warmup=cfg.warmup, name="full (SDPA)")
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    slopes = {m: {key: loglog_slope([r["size"] for r in rows if r["method"] == m],
-                                    [r.get(key) for r in rows if r["method"] == m], min_size=cfg.min_size)
-                  for key in ("time_ms", "peak_mb")} for m in methods}
+    slopes = method_slopes(rows, min_size=cfg.min_size)
     ours = [f"linformer k={k}" for k in cfg.ks]
     passed = all(slopes[m]["time_ms"] <= 1.15 and slopes[m]["peak_mb"] <= 1.15 for m in ours)
     metrics = {"slopes": slopes, "rows": rows,
                "max_linformer_slope": max(max(slopes[m].values()) for m in ours)}
-    return ClaimResult(metrics=metrics, passed=passed, figure=_plot_cost(rows, methods, slopes))
-
-
-def _plot_cost(rows, methods, slopes):
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in zip(axes, ("time_ms", "peak_mb"), ("time (ms)", "peak memory (MiB)")):
-        for m in methods:
-            points = [(r["size"], r[key]) for r in rows if r["method"] == m and r.get(key)]
-            ax.plot(*zip(*points), marker="o", label=f"{m} (slope {slopes[m][key]:.2f})")
-        ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=label,
-               title=f"forward+backward {label.split(' (')[0]}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return ClaimResult(metrics=metrics, passed=passed, figure=plot_cost_panels(
+        rows, slopes, xlabel="sequence length n", title="Linformer vs full attention: cost against n"))
 
 
 # ----------------------------------------------------------------------------- claim 3: accuracy near full

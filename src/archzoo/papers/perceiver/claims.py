@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,17 +21,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import TensorDataset
 
 from ...core.transformer import Transformer
+from ...data import first
 from ...engine.bench import bench_module, loglog_slope
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ..resnet import CifarResNet
 from .fourier import fourier_features
 from .modalities import SERIES_CLASSES, SHAPES, point_clouds, series
 from .perceiver import Perceiver
-
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset: a fixed evaluation subset."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 class _Math(nn.Module):
@@ -126,7 +122,7 @@ def modality_tasks(cfg, ctx) -> dict[str, tuple[Task, dict]]:
     themselves (as for ModelNet40, Sec. 4.3), with mu = `cfg.points_max_freq`.
     """
     fm = ctx.dataset("fashion-mnist", fallback="digits")
-    fm = replace(fm.subset(min(cfg.n_train, len(fm.train)), seed=0), test=first(fm.test, cfg.n_test))
+    fm = fm.subset(min(cfg.n_train, len(fm.train)), seed=0, n_test=cfg.n_test)
     n = cfg.n_train + cfg.n_test
     s = series(n, cfg.series_length, seed=1)
     pc = point_clouds(n, cfg.points, seed=2)
@@ -239,7 +235,7 @@ class PixelPermuted(nn.Module):
 )
 def permutation(cfg, ctx) -> ClaimResult:
     data = ctx.dataset("fashion-mnist", fallback="digits")
-    data = replace(data.subset(min(cfg.n_train, len(data.train)), seed=0), test=first(data.test, cfg.n_test))
+    data = data.subset(min(cfg.n_train, len(data.train)), seed=0, n_test=cfg.n_test)
     perm = torch.randperm(data.img_size ** 2, generator=torch.Generator().manual_seed(1234))   # fixed for all
     acc = {net: {order: [] for order in ("original", "permuted")} for net in ("perceiver", "convnet")}
     for seed, net, order in ctx.grid(cfg.seeds, acc, ("original", "permuted")):

@@ -9,11 +9,9 @@ same batches: the shortcut is the only difference.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
-from torch.utils.data import TensorDataset
 
+from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import evaluate
 from .models import CifarResNet
@@ -21,10 +19,6 @@ from .models import CifarResNet
 NETS = {"plain_shallow": ("shallow", False), "plain_deep": ("deep", False),
         "res_shallow": ("shallow", True), "res_deep": ("deep", True)}      # name -> (depth, residual)
 
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset (all of them when it is smaller): a fixed evaluation subset."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 def smoothed_curve(history: list[dict], points: int, window: int) -> tuple[list[int], list[float]]:
@@ -50,7 +44,7 @@ def smoothed_curve(history: list[dict], points: int, window: int) -> tuple[list[
 )
 def degradation(cfg, ctx) -> ClaimResult:
     data = ctx.dataset("fashion-mnist", fallback="digits")
-    data = replace(data.subset(min(cfg.n_train, len(data.train)), seed=0), test=first(data.test, cfg.n_test))
+    data = data.subset(min(cfg.n_train, len(data.train)), seed=0, n_test=cfg.n_test)
     train_eval = first(data.train, cfg.n_eval)                      # the same training images for every net
     depth = dict(zip(("shallow", "deep"), cfg.depths))
     train_error = {net: [] for net in NETS}

@@ -19,15 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ..resnet import CifarResNet
 from .attention import mean_attention_distance
 from .models import VisionTransformer
-
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset (all of them when it is smaller): a fixed evaluation subset."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 def downsampled(data, img_size: int):

@@ -11,11 +11,9 @@ normalization layer alone.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
-from torch.utils.data import TensorDataset
 
+from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import evaluate
 from ..group_norm.models import cifar_resnet_gn
@@ -25,10 +23,6 @@ from .models import cifar_resnet_gn_ws
 ARMS = {"bn": "large", "gn": "micro", "gn_ws": "micro"}           # arm -> which batch size it trains with
 LABELS = {"bn": "BN", "gn": "GN", "gn_ws": "GN+WS"}
 
-
-def first(dataset: TensorDataset, n: int) -> TensorDataset:
-    """The first `n` samples of a TensorDataset: a fixed evaluation set, the same for every run."""
-    return TensorDataset(*(t[:n] for t in dataset.tensors))
 
 
 def make_net(arm: str, cfg, num_classes: int, in_chans: int) -> CifarResNet:
@@ -64,7 +58,7 @@ def loss_curve(history: list[dict], batch_size: int, window_samples: int, points
 )
 def micro_batch_gn_ws(cfg, ctx) -> ClaimResult:
     data = ctx.dataset("fashion-mnist", fallback="digits")
-    data = replace(data.subset(min(cfg.n_train, len(data.train)), seed=0), test=first(data.test, cfg.n_test))
+    data = data.subset(min(cfg.n_train, len(data.train)), seed=0, n_test=cfg.n_test)
     train_eval = first(data.train, cfg.n_eval)                           # training images, the same for every net
     batch = {"large": cfg.large_batch, "micro": cfg.micro_batch}
     test_error, train_loss, histories = ({arm: [] for arm in ARMS} for _ in range(3))

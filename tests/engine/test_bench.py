@@ -161,3 +161,18 @@ def test_method_slopes_and_cost_panels():
     fig = plot_cost_panels(rows, slopes, xlabel="n", title="t", guides=(1.5,))
     labels = [line.get_label() for line in fig.axes[1].get_lines()]
     assert labels == ["linear (slope 1.00)", "square (slope 2.00)", "n^1.5"]
+
+
+def test_models_suite_writes_its_rows_as_it_goes(tmp_path, monkeypatch):
+    seen = []
+
+    def measure(name, **kw):
+        if seen:                                        # the second preset: the section already holds the first
+            assert f"| {seen[0]} |" in (tmp_path / "bench.md").read_text()
+        seen.append(name)
+        return {"model": name, "params (M)": 1.0, "input": "1x1x1x1", "steps": 1, "time_ms": 1.0}
+
+    monkeypatch.setattr(bench, "_bench_image_model", measure)
+    bench_models(SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
+                                 pattern="resnet2*", batch_size=None, img_size=None, family="cnn"))
+    assert len(seen) >= 2

@@ -465,6 +465,8 @@ def bench_models(args) -> None:
     family = getattr(args, "family", None)
     if family is not None:
         list_papers(family)                                   # an unknown family raises ValueError
+    out = getattr(args, "out", None) or default_benchmarks_path()
+    section = f"models-{family}" if family else "models"
     rows = []
     for name in list_models(getattr(args, "pattern", None) or "*"):
         if family is not None and get_paper(model_paper(name)).family != family:
@@ -472,9 +474,18 @@ def bench_models(args) -> None:
         print(f"[bench models] {name}", file=sys.stderr, flush=True)
         rows.append(_bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
                                        repeats=repeats, warmup=warmup))
+        # written after every preset, so a run killed midway (out of memory) keeps the rows it measured
+        write_section(out, section, _models_section(rows, family, device, repeats, warmup, quick, load))
+    markdown = _models_section(rows, family, device, repeats, warmup, quick, load)
+    write_section(out, section, markdown)
+    print(markdown)
+
+
+def _models_section(rows: list[dict], family: str | None, device, repeats: int, warmup: int, quick: bool,
+                    load: float) -> str:
     measured = [r for r in rows if "note" not in r]
     skipped = [f"- `{r['model']}`: {r['note']}" for r in rows if "note" in r]
-    markdown = "\n".join([
+    return "\n".join([
         f"## Models{f' ({family} family)' if family else ''}",
         "",
         f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
@@ -485,6 +496,3 @@ def bench_models(args) -> None:
         if measured else "No registered image classifier matches.",
         *(["", "Skipped:", *skipped] if skipped else []),
     ])
-    out = getattr(args, "out", None) or default_benchmarks_path()
-    write_section(out, f"models-{family}" if family else "models", markdown)
-    print(markdown)

@@ -47,7 +47,7 @@ def calibration_bins(probs: Tensor, target: Tensor, n_bins: int = 15) -> tuple[T
         raise ValueError("probs: expected rows of probabilities summing to 1 (apply softmax to logits first)")
     confidence, prediction = probs.max(1)
     correct = (prediction == target).to(probs.dtype)
-    m = (torch.ceil(confidence * n_bins).long() - 1).clamp(0, n_bins - 1)        # bin ((m)/M, (m+1)/M]
+    m = (torch.ceil(confidence * n_bins).long() - 1).clamp(0, n_bins - 1)        # 0-based: bin (m/M, (m+1)/M]
     count = torch.bincount(m, minlength=n_bins).to(probs.dtype)
     safe = count.clamp_min(1)
     return (torch.bincount(m, correct, n_bins) / safe, torch.bincount(m, confidence, n_bins) / safe, count)

@@ -41,12 +41,94 @@ if __name__ == "__main__":
 '''
 
 
+# Expert parallelism on 2 processes: E experts, E_LOCAL on each rank; every rank routes its own tokens to experts on
+# both ranks with all_to_all, applies them, sends the outputs back with all_to_all_reverse and backpropagates its
+# loss. Each rank checks outputs and gradients against the single-process computation over both ranks' tokens.
+EXPERT_SCRIPT = '''
+import torch
+
+from archzoo.engine import distributed
+
+W, E_LOCAL, D, OUT = 2, 2, 5, 3
+E = W * E_LOCAL
+
+
+def tokens(r):
+    g = torch.Generator().manual_seed(100 + r)
+    x = torch.randn(9 + 4 * r, D, dtype=torch.float64, generator=g)
+    ids = torch.randint(0, E, (len(x),), generator=g)
+    if r == 1:
+        ids[ids == 1] = 0                                  # rank 1 sends nothing to expert 1: an empty bucket
+    return x.requires_grad_(), ids, torch.randn(len(x), OUT, dtype=torch.float64, generator=g)
+
+
+def expert(w, x):                                          # w (D, OUT), x (n, D) -> (n, OUT)
+    return torch.tanh(x @ w)
+
+
+def main():
+    assert distributed.init_distributed("gloo")
+    group = distributed.create_group("experts")
+    r = distributed.rank(group)
+    weights = torch.randn(E, D, OUT, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    local = weights[r * E_LOCAL:(r + 1) * E_LOCAL].clone().requires_grad_()
+
+    x, ids, c = tokens(r)
+    order = ids.argsort(stable=True)                       # sorted by expert, hence by destination rank
+    counts = torch.bincount(ids, minlength=E).view(W, E_LOCAL)
+    received, received_counts = distributed.all_to_all(x[order], counts, group)
+    chunks = received.split(received_counts.flatten().tolist())            # source rank, then local expert
+    out = torch.cat([expert(local[j % E_LOCAL], chunk) for j, chunk in enumerate(chunks)])
+    y = distributed.all_to_all_reverse(out, received_counts, counts, group)[order.argsort()]
+    (y * c).sum().backward()
+
+    ref = [tokens(s) for s in range(W)]                    # one process, every token, every expert
+    weights.requires_grad_()
+    y_ref = [torch.tanh(torch.einsum("nd,ndo->no", xs, weights[i])) for xs, i, _ in ref]
+    sum((yr * cs).sum() for yr, (_, _, cs) in zip(y_ref, ref)).backward()
+
+    expected_counts = torch.stack([torch.bincount(i, minlength=E).view(W, E_LOCAL)[r] for _, i, _ in ref])
+    assert torch.equal(received_counts, expected_counts), (received_counts, expected_counts)
+    torch.testing.assert_close(y, y_ref[r], rtol=0, atol=1e-6)
+    torch.testing.assert_close(x.grad, ref[r][0].grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(local.grad, weights.grad[r * E_LOCAL:(r + 1) * E_LOCAL], rtol=0, atol=1e-6)
+    assert local.grad.abs().sum() > 0
+    distributed.cleanup()
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
 def test_helpers_are_single_process_no_ops():
     assert not distributed.init_distributed()
     assert (distributed.world_size(), distributed.rank(), distributed.is_main_process()) == (1, 0, True)
     distributed.barrier()
     t = torch.tensor([1.0, 2.0])
     assert torch.equal(distributed.all_reduce_mean(t), t)
+
+
+def test_single_process_groups_and_exchanges_are_the_identity():
+    assert distributed.create_group("experts", [0]) is None and distributed.get_group("experts") is None
+    with pytest.raises(ValueError, match="already exists"):
+        distributed.create_group("experts")
+    distributed.cleanup()
+    with pytest.raises(ValueError, match="no process group 'experts'"):
+        distributed.get_group("experts")
+    with pytest.raises(ValueError, match="ranks"):
+        distributed.create_group("pair", [0, 1])
+    x = torch.randn(5, 3, requires_grad=True)
+    received, counts = distributed.all_to_all(x, torch.tensor([5]))
+    assert received is x and counts.tolist() == [5]
+    assert distributed.all_to_all_reverse(received * 2, counts, counts).tolist() == (x * 2).tolist()
+
+
+@pytest.mark.parametrize("counts, match", [(torch.tensor([2, 3]), r"shape \(1,\)"), (torch.tensor([4]), "sum to"),
+                                           (torch.tensor([5.0]), "integer"), (torch.tensor([[6, -1]]), ">= 0")])
+def test_all_to_all_rejects_counts_that_do_not_describe_the_tokens(counts, match):
+    with pytest.raises(ValueError, match=match):
+        distributed.all_to_all(torch.randn(5, 3), counts)
 
 
 def free_port() -> int:
@@ -92,3 +174,10 @@ def test_two_gloo_processes_with_half_batches_match_one_process_with_the_whole_b
     for key in single:
         torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=1e-5)
     assert len((tmp_path / "ddp" / "log.jsonl").read_text().splitlines()) == 4      # rank 0 alone wrote it
+
+
+@pytest.mark.slow
+def test_expert_exchange_on_two_gloo_processes_matches_one_process_in_outputs_and_gradients(tmp_path):
+    script = tmp_path / "expert_script.py"
+    script.write_text(EXPERT_SCRIPT)
+    launch(script, [], log_dir=tmp_path)

@@ -1,5 +1,5 @@
 """Axial-DeepLab (Wang et al. 2020): position-sensitive axial-attention (Eq. 4), Axial-ResNets, panoptic head and
-grouping, shape scenes, panoptic quality, the claims."""
+grouping, the claims. Shape scenes and panoptic quality are tested in tests/data and tests/engine."""
 
 import json
 
@@ -8,14 +8,13 @@ import torch
 import torch.nn.functional as F
 
 import archzoo
+from archzoo.data.scenes import THING_IDS, make_scenes
 from archzoo.engine.claims import run_claim
+from archzoo.engine.metrics import panoptic_quality
 from archzoo.papers.axial_deeplab import (
-    THING_IDS,
     AxialAttention,
     find_centers,
-    make_scenes,
     panoptic_inference,
-    panoptic_quality,
     panoptic_targets,
     relative_index,
 )
@@ -160,42 +159,6 @@ def test_small_axial_resnet_loss_falls_on_a_fixed_batch(fixed_batch_losses):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_panoptic_quality_on_hand_made_masks():
-    sem = torch.zeros(8, 8, dtype=torch.long)
-    inst = torch.zeros(8, 8, dtype=torch.long)
-    sem[1:5, 1:5], inst[1:5, 1:5] = 2, 1                                     # a 4x4 thing of class 2
-    sem[5:8, 5:8], inst[5:8, 5:8] = 2, 2                                     # a 3x3 thing of class 2
-    perfect = panoptic_quality([(sem, inst)], [(sem, inst)], 3, thing_ids=(2,))
-    assert perfect["pq"] == 1.0 and perfect["sq"] == 1.0 and perfect["rq"] == 1.0
-
-    p_sem, p_inst = sem.clone(), inst.clone()
-    p_sem[1:5, 1:5], p_inst[1:5, 1:5] = 0, 0                                 # the big thing shifted right by one
-    p_sem[1:5, 2:6], p_inst[1:5, 2:6] = 2, 1
-    p_sem[5:8, 5:8], p_inst[5:8, 5:8] = -1, 0                                # the small thing left void
-    p_sem[0, 7], p_inst[0, 7] = 1, 0                                         # a one-pixel stuff class 1 segment
-    q = panoptic_quality([(p_sem, p_inst)], [(sem, inst)], 3, thing_ids=(2,))
-    iou_thing = 12 / 20                                                      # 4x4 vs shifted 4x4
-    gt_stuff, pred_stuff = 64 - 25, 64 - 16 - 9 - 1 - 4 + 4                  # class 0 pixels
-    inter = 64 - 25 - 1 - 4                                                  # GT stuff not in pred's thing/stuff-1
-    iou_stuff = inter / (gt_stuff + pred_stuff - inter)
-    assert q["per_class"][2] == {"pq": pytest.approx(iou_thing / 1.5), "sq": pytest.approx(iou_thing),
-                                 "rq": pytest.approx(1 / 1.5), "tp": 1, "fp": 0, "fn": 1}
-    assert q["per_class"][0]["pq"] == pytest.approx(iou_stuff)
-    assert q["per_class"][1] == {"pq": 0.0, "sq": 0.0, "rq": 0.0, "tp": 0, "fp": 1, "fn": 0}
-    assert q["pq"] == pytest.approx((iou_thing / 1.5 + iou_stuff + 0.0) / 3)
-    assert q["pq_things"] == pytest.approx(iou_thing / 1.5)
-
-
-def test_panoptic_quality_needs_iou_above_one_half():
-    sem = torch.full((4, 4), 2)
-    gt = torch.ones(4, 4, dtype=torch.long)                                  # one thing covering everything
-    halves = torch.ones(4, 4, dtype=torch.long)
-    halves[:, 2:] = 2                                                        # predicted as two halves: IoU 0.5
-    q = panoptic_quality([(sem, halves)], [(sem, gt)], 3, thing_ids=(2,))
-    assert q["per_class"][2]["tp"] == 0 and q["per_class"][2]["fp"] == 2 and q["per_class"][2]["fn"] == 1
-    assert q["pq"] == 0.0
-
-
 def test_targets_point_every_thing_pixel_to_its_centre_of_mass():
     scenes = make_scenes(4, size=24, seed=3)
     heatmap, offset = panoptic_targets(scenes.instance, sigma=2.0)
@@ -210,18 +173,6 @@ def test_targets_point_every_thing_pixel_to_its_centre_of_mass():
             moved = torch.stack([ys[mask] + offset[i, 0][mask], xs[mask] + offset[i, 1][mask]], -1)
             torch.testing.assert_close(moved, centre.expand_as(moved))
     assert heatmap.max() <= 1.0 and heatmap.max() > 0.8
-
-
-def test_scenes_are_seeded_and_their_labels_agree():
-    a, b = make_scenes(6, seed=1), make_scenes(6, seed=1)
-    assert torch.equal(a.images, b.images) and torch.equal(a.instance, b.instance)
-    is_thing = torch.isin(a.semantic, torch.tensor(THING_IDS))
-    assert torch.equal(is_thing, a.instance > 0)
-    for i in range(6):
-        for k in a.instance[i].unique().tolist():
-            if k:
-                assert a.semantic[i][a.instance[i] == k].unique().numel() == 1   # one class per instance
-    assert not torch.equal(a.images, make_scenes(6, seed=2).images)
 
 
 def test_centres_are_local_maxima_above_the_threshold():

@@ -1,17 +1,14 @@
 """Axial-DeepLab: Stand-Alone Axial-Attention for Panoptic Segmentation (Wang et al. 2020, arXiv:2003.07853).
 
 Position-sensitive axial-attention (`AxialAttention`), the axial-attention block and the stand-alone Axial-ResNets,
-the panoptic head and its grouping post-process, generated shape scenes, panoptic quality, and the claims.
-See README.md beside this file.
+the panoptic head and its grouping post-process, and the claims. The shape scenes live in `archzoo.data.scenes`,
+panoptic quality in `archzoo.engine.metrics`. See README.md beside this file.
 """
 
 from . import axial_attention, claims, models, panoptic  # noqa: F401  (registers presets, layers and claims)
 from .axial_attention import AxialAttention, relative_index
 from .models import AxialBlock, AxialResNet
 from .panoptic import AxialDeepLab, find_centers, panoptic_inference, panoptic_loss, panoptic_targets
-from .quality import panoptic_quality
-from .scenes import CLASSES, THING_IDS, ShapeScenes, make_scenes
 
-__all__ = ["AxialAttention", "AxialBlock", "AxialResNet", "AxialDeepLab", "CLASSES", "THING_IDS", "ShapeScenes",
-           "find_centers", "make_scenes", "panoptic_inference", "panoptic_loss", "panoptic_quality", "panoptic_targets",
-           "relative_index"]
+__all__ = ["AxialAttention", "AxialBlock", "AxialResNet", "AxialDeepLab", "find_centers", "panoptic_inference",
+           "panoptic_loss", "panoptic_targets", "relative_index"]

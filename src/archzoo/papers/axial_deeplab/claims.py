@@ -20,14 +20,14 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from ...core.attention import MapSelfAttention
+from ...data.scenes import CLASSES, THING_IDS, make_scenes
 from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
+from ...engine.metrics import panoptic_quality
 from ...engine.train import train
 from .axial_attention import AxialAttention
 from .models import axial_resnet_tiny
 from .panoptic import AxialDeepLab, panoptic_inference, panoptic_loss, panoptic_targets
-from .quality import panoptic_quality
-from .scenes import CLASSES, THING_IDS, make_scenes
 
 
 class AxialPair(nn.Module):

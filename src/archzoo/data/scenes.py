@@ -1,10 +1,16 @@
-"""Generated shape scenes for panoptic segmentation: stuff (sky, ground) and things (circles, squares, triangles).
+"""Generated shape scenes for panoptic segmentation and detection: stuff (sky, ground) and things (circles,
+squares, triangles).
 
 Each scene is a (1, H, W) grey image: a sky region above a random horizon and a ground region below it, in two
 intensity ranges, and 1 ... `max_objects` non-overlapping shapes (they may touch) of random size and one shared
 intensity range, so a shape's class is told by its outline, not its brightness; Gaussian noise on top. Labels:
 `semantic` (H, W) class ids (0 sky, 1 ground, 2 circle, 3 square, 4 triangle) and `instance` (H, W) ids (0 on
-stuff, 1 ... k on the k things of the scene), the two maps a panoptic segmentation predicts.
+stuff, 1 ... k on the k things of the scene), the two maps a panoptic segmentation predicts; and for detection,
+per scene, the k things' boxes (xyxy pixel edges, the tight box of each instance mask) and class ids.
+
+    scenes = make_scenes(100, seed=0)
+    scenes.images[i], scenes.semantic[i], scenes.instance[i]    # (1, H, W), (H, W), (H, W)
+    scenes.boxes[i], scenes.labels[i]                           # (k, 4) float32, (k,) int64 in THING_IDS
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..core.checks import check_shape
 
 STUFF_CLASSES = ("sky", "ground")
 THING_CLASSES = ("circle", "square", "triangle")
@@ -26,9 +34,32 @@ class ShapeScenes:
     images: Tensor          # (N, 1, H, W) float32 in [0, 1]
     semantic: Tensor        # (N, H, W) int64 class ids
     instance: Tensor        # (N, H, W) int64, 0 on stuff, 1..k on things
+    boxes: list[Tensor]     # N x (k, 4) float32 xyxy, row j - 1 the box of instance j
+    labels: list[Tensor]    # N x (k,) int64 class ids of the instances, in THING_IDS
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+def instance_boxes(semantic: Tensor, instance: Tensor) -> tuple[Tensor, Tensor]:
+    """Tight xyxy boxes and class ids of the instances 1..k of one (H, W) panoptic map: (k, 4) float32, (k,) int64.
+
+    Boxes are in pixel edges: an instance covering columns x1..x2 - 1 and rows y1..y2 - 1 has box (x1, y1, x2, y2),
+    so a box's area counts the pixels it covers. Instance ids must run 1..k without gaps; the class of an instance
+    is the semantic class of its pixels (the most frequent one, should they disagree).
+    """
+    check_shape(semantic, "H W", name="semantic")
+    check_shape(instance, "H W", name="instance", H=semantic.shape[0], W=semantic.shape[1])
+    k = int(instance.max()) if instance.numel() else 0
+    ids = instance.unique()
+    if not torch.equal(ids[ids > 0], torch.arange(1, k + 1)):
+        raise ValueError(f"instance ids must run 1..k without gaps, got {ids[ids > 0].tolist()}")
+    boxes, labels = torch.zeros(k, 4), torch.zeros(k, dtype=torch.long)
+    for j in range(1, k + 1):
+        ys, xs = torch.nonzero(instance == j, as_tuple=True)
+        boxes[j - 1] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+        labels[j - 1] = semantic[ys, xs].mode().values
+    return boxes, labels
 
 
 def shape_mask(kind: str, cy: float, cx: float, r: float, size: int) -> np.ndarray:
@@ -76,5 +107,6 @@ def make_scenes(n: int, size: int = 32, max_objects: int = 4, radius: tuple[floa
                     images[i][mask] = rng.uniform(0.75, 1.0)
                     break
     images += rng.normal(0.0, noise, images.shape).astype(np.float32)
-    return ShapeScenes(torch.from_numpy(images.clip(0, 1))[:, None], torch.from_numpy(semantic),
-                       torch.from_numpy(instance))
+    semantic, instance = torch.from_numpy(semantic), torch.from_numpy(instance)
+    boxes, labels = zip(*map(instance_boxes, semantic, instance))
+    return ShapeScenes(torch.from_numpy(images.clip(0, 1))[:, None], semantic, instance, list(boxes), list(labels))

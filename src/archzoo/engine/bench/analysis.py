@@ -46,17 +46,23 @@ def method_slopes(rows: Sequence[dict], methods: Sequence[str] | None = None,
     return {m: {key: slope(m, key) for key in keys} for m in methods}
 
 
-def plot_cost_panels(rows: Sequence[dict], slopes: dict, *, xlabel: str, title: str, guides: Sequence[float] = ()):
+def plot_cost_panels(rows: Sequence[dict], slopes: dict, *, xlabel: str, title: str, guides: Sequence[float] = (),
+                     axes=None):
     """Time and peak memory against size (log-log) side by side, a line per method of `slopes` labelled with its
-    slope; `guides` exponents (e.g. 1.5, 2) drawn through the first method's first point. Returns the figure."""
+    slope; `guides` exponents (e.g. 1.5, 2) drawn through the first method's first point. Returns the figure.
+
+    `axes`: two matplotlib axes to draw into (a panel of a larger figure; `title` then goes to neither).
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 3.8))
-    for ax, key, label in zip(fig.subplots(1, 2), ("time_ms", "peak_mb"),
+    fig = Figure(figsize=(10, 3.8)) if axes is None else None
+    for ax, key, label in zip(fig.subplots(1, 2) if axes is None else axes, ("time_ms", "peak_mb"),
                               ("forward+backward time (ms)", "peak memory (MiB)")):
         for m in slopes:
             points = [(r["size"], r[key]) for r in rows if r["method"] == m and r.get(key)]
-            ax.plot(*zip(*points), marker="o", label=f"{m} (slope {slopes[m][key]:.2f})")
+            slope = slopes[m][key]                              # None: measured at fewer than two sizes
+            if points:
+                ax.plot(*zip(*points), marker="o", label=m if slope is None else f"{m} (slope {slope:.2f})")
         if guides:
             n0, y0 = next((r["size"], r[key]) for r in rows if r["method"] == next(iter(slopes)) and r.get(key))
             n = np.array(sorted({r["size"] for r in rows}), float)
@@ -65,8 +71,9 @@ def plot_cost_panels(rows: Sequence[dict], slopes: dict, *, xlabel: str, title: 
         ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
+    if fig is not None:
+        fig.suptitle(title)
+        fig.tight_layout()
     return fig
 
 

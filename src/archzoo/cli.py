@@ -163,7 +163,7 @@ def _accepts(model: str, key: str) -> bool:
 
 
 def cmd_bench(args) -> None:
-    from .engine import attention_bench, bench, norm_bench  # noqa: F401  (registers the generic suites)
+    from .engine import bench  # noqa: F401  (registers the generic suites)
     from .registry import repo_root
 
     if args.suite == "all":
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench" and args.suite == "list":
-        from .engine import attention_bench, bench, norm_bench  # noqa: F401
+        from .engine import bench  # noqa: F401
 
         print("\n".join(registry.list_benches()))
         return 0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from archzoo.core import FullAttention
-from archzoo.engine.attention_bench import (
+from archzoo.engine.bench.attention import (
     AttentionBenchSpec,
     attention_bench_specs,
     bench_attention,

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from archzoo import registry
-from archzoo.engine import bench
 from archzoo.engine.bench import (
-    bench_models,
     bench_module,
     format_table,
     loglog_slope,
@@ -19,6 +17,7 @@ from archzoo.engine.bench import (
     plot_loglog,
     write_section,
 )
+from archzoo.engine.bench import models as bench
 
 
 class SquareBuffer(nn.Module):
@@ -91,7 +90,7 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
         bench._MODEL_REFERENCES["_test_bench_tiny"] = ("tiny twin", lambda name, **kw: tiny())
         args = SimpleNamespace(device="cpu", repeats=2, warmup=1, quick=True, out=tmp_path / "bench.md",
                                pattern="_test_bench_*", batch_size=None, img_size=None)
-        bench_models(args)
+        bench.bench_models(args)
     finally:
         paper.models[:] = saved
         for name in ("_test_bench_tiny", "_test_bench_noinput"):
@@ -105,9 +104,9 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
 
 
 def test_a_large_model_on_cpu_gets_two_timed_steps(monkeypatch):
-    small = bench._bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
+    small = bench.bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
     monkeypatch.setattr(bench, "LARGE_MODEL_PARAMS", 1000)                  # mnist_mlp (99,710) counts as large
-    large = bench._bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
+    large = bench.bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
     assert (small["steps"], large["steps"]) == (4, 2)
     assert large["time_ms"] > 0
 
@@ -123,10 +122,10 @@ def test_a_large_model_on_cpu_runs_without_its_reference(monkeypatch):
     try:
         registry.register_model("_test_bench_large", paper="alexnet")(tiny)
         bench._MODEL_REFERENCES["_test_bench_large"] = ("tiny twin", lambda name, **kw: tiny())
-        with_ref = bench._bench_image_model("_test_bench_large", batch_size=2, img_size=None, device="cpu",
+        with_ref = bench.bench_image_model("_test_bench_large", batch_size=2, img_size=None, device="cpu",
                                             repeats=1, warmup=0)
         monkeypatch.setattr(bench, "LARGE_MODEL_PARAMS", 10)
-        without = bench._bench_image_model("_test_bench_large", batch_size=2, img_size=None, device="cpu",
+        without = bench.bench_image_model("_test_bench_large", batch_size=2, img_size=None, device="cpu",
                                            repeats=1, warmup=0)
     finally:
         paper.models[:] = saved
@@ -139,16 +138,16 @@ def test_a_large_model_on_cpu_runs_without_its_reference(monkeypatch):
 def test_models_suite_filters_by_family_into_its_own_section(tmp_path):
     args = SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
                            pattern="resnet2*", batch_size=None, img_size=None, family="vision")
-    bench_models(args)
+    bench.bench_models(args)
     text = (tmp_path / "bench.md").read_text()
     assert "<!-- bench:models-vision -->" in text and "No registered image classifier matches." in text
     args.family = "cnn"
-    bench_models(args)
+    bench.bench_models(args)
     text = (tmp_path / "bench.md").read_text()
     assert "<!-- bench:models-cnn -->" in text and "| resnet20 |" in text
     args.family = "vison"
     with pytest.raises(ValueError, match="vision"):
-        bench_models(args)
+        bench.bench_models(args)
 
 
 def test_method_slopes_and_cost_panels():
@@ -172,7 +171,7 @@ def test_models_suite_writes_its_rows_as_it_goes(tmp_path, monkeypatch):
         seen.append(name)
         return {"model": name, "params (M)": 1.0, "input": "1x1x1x1", "steps": 1, "time_ms": 1.0}
 
-    monkeypatch.setattr(bench, "_bench_image_model", measure)
-    bench_models(SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
+    monkeypatch.setattr(bench, "bench_image_model", measure)
+    bench.bench_models(SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
                                  pattern="resnet2*", batch_size=None, img_size=None, family="cnn"))
     assert len(seen) >= 2

@@ -1,14 +1,14 @@
 from types import SimpleNamespace
 
-from archzoo.engine.norm_bench import bench_norms, layer_pairs
+from archzoo.engine.bench.norms import bench_norms, layer_pairs
 
 
 def test_every_pair_computes_a_same_shaped_output():
     import torch
 
     x = torch.randn(2, 32, 6, 6)
-    for ours, make_ours, fused, make_fused in layer_pairs():
-        assert make_ours(32)(x).shape == make_fused(32)(x).shape == x.shape, (ours, fused)
+    for pair in layer_pairs():
+        assert pair.make_ours(32)(x).shape == pair.make_counterpart(32)(x).shape == x.shape, pair.ours
 
 
 def test_quick_suite_writes_both_tables(tmp_path):

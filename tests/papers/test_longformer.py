@@ -9,8 +9,8 @@ from einops import rearrange
 
 import archzoo
 from archzoo.core import FullAttention, SequenceTransformer, Transformer
-from archzoo.engine.attention_bench import attention_bench_specs, build_attention
 from archzoo.engine.bench import peak_memory
+from archzoo.engine.bench.attention import attention_bench_specs, build_attention
 from archzoo.engine.claims import run_claim
 from archzoo.papers.longformer import LongformerAttention, LongformerEncoder, attention_pattern, global_tokens
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...engine.attention_bench import register_attention_bench
+from ...engine.bench import register_attention_bench
 
 
 def bench_kwargs(n: int) -> dict:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ...core import FullAttention, SequenceTransformer, token_accuracy
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, loglog_slope, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from .attention import BigBirdAttention
 from .bench import bench_kwargs
@@ -68,33 +68,16 @@ def linear_memory(cfg, ctx) -> ClaimResult:
     curves = {m: {"n": [r["size"] for r in rows if "peak_mb" in r],
                   "peak_mb": [r["peak_mb"] for r in rows if "peak_mb" in r],
                   "time_ms": [r["time_ms"] for r in rows if "time_ms" in r]} for m, rows in methods.items()}
-    slopes = {m: {"memory": loglog_slope(c["n"], c["peak_mb"], min_size=cfg.slope_from),
-                  "time": loglog_slope(c["n"], c["time_ms"], min_size=cfg.slope_from)}
-              for m, c in curves.items() if len([s for s in c["n"] if s >= cfg.slope_from]) >= 2}
+    rows = [r for rs in methods.values() for r in rs]
+    fitted = method_slopes(rows, min_size=cfg.slope_from, missing_ok=True)    # None: fewer than two sizes
+    slopes = {m: {"memory": s["peak_mb"], "time": s["time_ms"]} for m, s in fitted.items() if None not in s.values()}
     errors = {m: {r["size"]: r["error"] for r in rows if "error" in r} for m, rows in methods.items()}
     passed = "BigBird" in slopes and slopes["BigBird"]["memory"] <= 1.15
     return ClaimResult(metrics={"slopes": slopes, "curves": curves, "errors": errors}, passed=passed,
-                       figure=plot_cost(curves, slopes),
+                       figure=plot_cost_panels(rows, fitted, xlabel="sequence length n", title=(
+                           "One attention layer, forward+backward (batch 1): BigBird against full attention")),
                        notes=f"batch 1, dim {cfg.dim}, {cfg.heads} heads of {cfg.dim_head}; memory: peak live tensor "
                              f"bytes of one forward+backward beyond inputs and weights; time: median of {cfg.repeats}")
-
-
-def plot_cost(curves: dict, slopes: dict):
-    """Memory and time against n on log-log axes, with the fitted slopes in the legend."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in ((axes[0], "peak_mb", "memory"), (axes[1], "time_ms", "time")):
-        for method, c in curves.items():
-            slope = slopes.get(method, {}).get(label)
-            ax.plot(c["n"], c[key], marker="o", label=method + (f" (slope {slope:.2f})" if slope else ""))
-        ax.set(xscale="log", yscale="log", xlabel="sequence length n",
-               ylabel="peak memory (MiB)" if label == "memory" else "forward+backward time (ms)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("One attention layer, forward+backward (batch 1): BigBird against full attention")
-    fig.tight_layout()
-    return fig
 
 
 # ----------------------------------------------------------------------------- claim 2: graph diameter

@@ -6,7 +6,7 @@ The layers `EvoNormB0` and `EvoNormS0`, the search space of layers as computatio
 resnet20_evonorm_b0/s0) and three claims. See README.md beside this file.
 """
 
-from . import claims  # noqa: F401  (registers the claims)
+from . import bench, claims  # noqa: F401  (registers the claims and the bench pairs)
 from .evolution import (
     Candidate,
     ProxyTask,

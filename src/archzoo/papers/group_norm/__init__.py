@@ -2,7 +2,7 @@
 the statistics never depend on the batch. The layer `GroupNorm`, the `group_norm` norm-layer helper, the
 `resnet20_gn` preset and the batch-size claim (Fig. 1). See README.md beside this file."""
 
-from . import claims, group_norm, models  # noqa: F401  (registers the layer, the preset and the claim)
+from . import bench, claims, group_norm, models  # noqa: F401  (registers layer, preset, claim, bench pair)
 from .group_norm import GroupNorm
 from .models import cifar_resnet_gn, resnet20_gn
 

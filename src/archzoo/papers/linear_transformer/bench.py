@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...engine.attention_bench import register_attention_bench
+from ...engine.bench import register_attention_bench
 
 
 def make_reference(n: int, dim: int, heads: int, dim_head: int) -> nn.Module:

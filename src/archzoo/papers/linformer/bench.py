@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...engine.attention_bench import register_attention_bench
+from ...engine.bench import register_attention_bench
 
 K = 256
 

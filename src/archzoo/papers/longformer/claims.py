@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ...core import FullAttention, SequenceTransformer
 from ...data.tasks import IGNORE_INDEX
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from .attention import LongformerAttention
 from .sliding_window import attention_pattern
@@ -72,16 +72,16 @@ def linear_memory(cfg, ctx) -> ClaimResult:
                                   repeats=cfg.repeats, warmup=1, name=name, device=ctx.device)
     table = {name: {"size": [r["size"] for r in rs], "peak_mb": [r.get("peak_mb") for r in rs],
                     "time_ms": [r.get("time_ms") for r in rs]} for name, rs in rows.items()}
-    slopes = {name: {key: loglog_slope(t["size"], t[key], min_size=cfg.min_size) for key in ("peak_mb", "time_ms")}
-              for name, t in table.items()}
+    all_rows = [r for rs in rows.values() for r in rs]
+    slopes = method_slopes(all_rows, min_size=cfg.min_size)
     passed = slopes["longformer"]["peak_mb"] <= 1.15 and slopes["full (n x n scores)"]["peak_mb"] >= 1.8
     metrics = {"memory_slope": {k: s["peak_mb"] for k, s in slopes.items()},
                "time_slope": {k: s["time_ms"] for k, s in slopes.items()}, "measurements": table,
                "setting": f"batch 1, dim {cfg.dim}, {cfg.heads} heads, window {cfg.window}, one global token"}
-    return ClaimResult(metrics=metrics, passed=passed, figure=plot_cost(table, slopes, cfg))
+    return ClaimResult(metrics=metrics, passed=passed, figure=plot_cost(all_rows, slopes, cfg))
 
 
-def plot_cost(table: dict, slopes: dict, cfg):
+def plot_cost(rows: list[dict], slopes: dict, cfg):
     """Fig. 2 (the attention patterns) and Fig. 1 (memory and time against n) redrawn from our measurements."""
     import matplotlib.pyplot as plt
 
@@ -100,15 +100,8 @@ def plot_cost(table: dict, slopes: dict, cfg):
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    for i, (key, label) in enumerate((("peak_mb", "peak memory (MiB)"), ("time_ms", "time (ms)"))):
-        ax = fig.add_subplot(grid[1, 2 * i:2 * i + 2])
-        for name, t in table.items():
-            pts = [(s, v) for s, v in zip(t["size"], t[key]) if v]
-            ax.plot(*zip(*pts), marker="o", label=f"{name} (slope {slopes[name][key]:.2f})")
-        ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=label,
-               title=f"forward+backward {label.split(' (')[0]}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    plot_cost_panels(rows, slopes, xlabel="sequence length n", title="",
+                     axes=[fig.add_subplot(grid[1, 0:2]), fig.add_subplot(grid[1, 2:4])])
     fig.suptitle(f"Longformer's attention patterns (Fig. 2) and cost against n (Fig. 1): one layer, dim {cfg.dim}, "
                  f"{cfg.heads} heads, w = {cfg.window}, CPU, one thread; slopes from n = {cfg.min_size} up")
     fig.tight_layout()

@@ -2,7 +2,7 @@
 Normalization", with the NF-ResNet machinery of Brock, De & Smith 2021 (arXiv:2101.08692): Scaled Weight
 Standardization, the alpha/beta residual bookkeeping, signal propagation plots and adaptive gradient clipping."""
 
-from . import agc, blocks, claims, models, scaled_ws, spp  # noqa: F401  (registers presets, layers and claims)
+from . import agc, bench, blocks, claims, models, scaled_ws, spp  # noqa: F401  (presets, layers, claims, bench)
 from .agc import AGC, adaptive_grad_clip_, unitwise_norm
 from .blocks import NFBlock, SqueezeExcite, StochasticDepth
 from .models import NFNet, nfnet_f0, nfnet_f1, nfnet_f2, nfnet_f3, nfnet_f4, nfnet_f5, nfnet_f6, nfnet_small

@@ -22,7 +22,7 @@ from torch.utils.data import TensorDataset
 
 from ...core.transformer import Transformer
 from ...data import first
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ..resnet import CifarResNet
 from .fourier import fourier_features
@@ -75,31 +75,16 @@ def linear_cost(cfg, ctx) -> ClaimResult:
     curves = {m: {"M": [r["size"] for r in rows if "peak_mb" in r],
                   "peak_mb": [r["peak_mb"] for r in rows if "peak_mb" in r],
                   "time_ms": [r["time_ms"] for r in rows if "time_ms" in r]} for m, rows in methods.items()}
-    slopes = {m: {"memory": loglog_slope(c["M"], c["peak_mb"], min_size=cfg.slope_from),
-                  "time": loglog_slope(c["M"], c["time_ms"], min_size=cfg.slope_from)} for m, c in curves.items()}
+    rows = [r for rs in methods.values() for r in rs]
+    fitted = method_slopes(rows, min_size=cfg.slope_from)
+    slopes = {m: {"memory": s["peak_mb"], "time": s["time_ms"]} for m, s in fitted.items()}
     p, s = slopes["Perceiver"], slopes["self-attention"]
     passed = 0.8 <= p["time"] <= 1.2 and 0.8 <= p["memory"] <= 1.2 and s["memory"] >= 1.7 and s["time"] >= 1.5
-    return ClaimResult(metrics={"slopes": slopes, "curves": curves}, passed=passed, figure=plot_cost(curves, slopes),
+    figure = plot_cost_panels(rows, fitted, xlabel="input size M", title="Cost in the input size at fixed latents "
+                              "(Sec. 2.1)")
+    return ClaimResult(metrics={"slopes": slopes, "curves": curves}, passed=passed, figure=figure,
                        notes=f"batch 1, width {cfg.dim}, {cfg.num_latents} latents; SDPA math kernel for both; "
                              f"time: median of {cfg.repeats}; memory: peak live tensor bytes of forward+backward")
-
-
-def plot_cost(curves: dict, slopes: dict):
-    """Cost against input size M, log-log: Perceiver (linear) and self-attention on the inputs (quadratic)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in zip(axes, ("time_ms", "peak_mb"), ("forward+backward time (ms)", "peak memory (MiB)")):
-        for (method, c), color in zip(curves.items(), ("tab:blue", "tab:gray")):
-            slope = slopes[method]["time" if key == "time_ms" else "memory"]
-            ax.loglog(c["M"], c[key], "o-", color=color, label=f"{method} (slope {slope:.2f})")
-        ax.set_xlabel("input size M")
-        ax.set_ylabel(label)
-        ax.legend()
-        ax.grid(alpha=0.3, which="both")
-    fig.suptitle("Cost in the input size at fixed latents (Sec. 2.1)")
-    fig.tight_layout()
-    return fig
 
 
 # ----------------------------------------------------------------------------- claim 2: three modalities

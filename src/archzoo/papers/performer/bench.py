@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...engine.attention_bench import register_attention_bench
+from ...engine.bench import register_attention_bench
 
 NB_FEATURES, TASK_NB_FEATURES = 256, 64
 

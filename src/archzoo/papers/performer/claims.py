@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.attention import FullAttention
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, loglog_slope, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim
 from .attention import PerformerAttention
 from .features import draw_projection, random_features
@@ -237,38 +237,15 @@ def linear_cost(cfg, ctx) -> ClaimResult:
                            [n for n in cfg.sizes if n <= cfg.full_up_to], name="full (SDPA)", **kw))
     table = {method: {r["size"]: {"time_ms": r.get("time_ms"), "peak_mb": r.get("peak_mb"), "error": r.get("error")}
                       for r in rows if r["method"] == method} for method in ("FAVOR+", "FAVOR+ causal", "full (SDPA)")}
-    slopes = {}
-    for method in table:
-        sizes = list(table[method])
-        for key in ("time_ms", "peak_mb"):
-            slopes.setdefault(method, {})[key] = loglog_slope(sizes, [table[method][n][key] for n in sizes],
-                                                              min_size=cfg.slope_from)
+    slopes = method_slopes(rows, min_size=cfg.slope_from)
     both = [n for n in table["full (SDPA)"] if table["full (SDPA)"][n]["time_ms"] and table["FAVOR+"][n]["time_ms"]]
     largest = max(both)
     faster = table["FAVOR+"][largest]["time_ms"] < table["full (SDPA)"][largest]["time_ms"]
     passed = all(slopes[m][k] <= 1.15 for m in ("FAVOR+", "FAVOR+ causal") for k in ("time_ms", "peak_mb")) and faster
     metrics = {"rows": table, "loglog_slope": slopes, "largest_common_size": largest,
                "favor_faster_than_full_at_largest": faster}
-    return ClaimResult(metrics, passed, figure=plot_cost(table, cfg),
+    return ClaimResult(metrics, passed, figure=plot_cost_panels(rows, slopes, xlabel="sequence length n", title=(
+                           f"Cost of one attention layer (dim {cfg.dim}, {cfg.heads} heads of {cfg.dim_head}, "
+                           f"m = {cfg.nb_features}, batch 1)")),
                        notes=f"device {ctx.device}, median of {cfg.repeats} steps after {cfg.warmup} warm-up; memory: "
                              "peak bytes of tensors allocated by one step (archzoo.engine.bench.peak_memory)")
-
-
-def plot_cost(table: dict, cfg):
-    """Fig. 3 redrawn: forward+backward time and peak memory against n, log-log."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    panels = ((axes[0], "time_ms", "forward+backward time (ms)"), (axes[1], "peak_mb", "peak memory (MB)"))
-    for ax, key, label in panels:
-        for method, per_n in table.items():
-            points = [(n, r[key]) for n, r in per_n.items() if r[key]]
-            if points:
-                ax.plot(*zip(*points), marker="o", label=method)
-        ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"Cost of one attention layer (dim {cfg.dim}, {cfg.heads} heads of {cfg.dim_head}, "
-                 f"m = {cfg.nb_features}, batch 1)")
-    fig.tight_layout()
-    return fig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...engine.attention_bench import register_attention_bench
+from ...engine.bench import register_attention_bench
 from .lsh import default_n_buckets
 
 CHUNK_LENGTH, N_HASHES, TASK_N_HASHES = 64, 4, 2

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ...core.sequence import SequenceTransformer, token_accuracy
-from ...engine.bench import bench_module, loglog_slope
+from ...engine.bench import bench_module, method_slopes
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from .models import ReformerLM
 
@@ -171,7 +171,8 @@ def reversible_memory(cfg, ctx) -> ClaimResult:
                                   list(cfg.depths), repeats=cfg.repeats, warmup=1, name=kind, device=ctx.device)
     peak = {k: [r["peak_mb"] for r in v] for k, v in rows.items()}
     time_ms = {k: [r["time_ms"] for r in v] for k, v in rows.items()}
-    slope = {k: loglog_slope(list(cfg.depths), v) for k, v in peak.items()}
+    fitted = method_slopes([r for v in rows.values() for r in v], keys=("peak_mb",))     # log-log against depth
+    slope = {k: s["peak_mb"] for k, s in fitted.items()}
     grad_diff = [gradient_difference(cfg, seed) for seed in range(cfg.seeds)]
     passed = slope["reversible"] <= 0.15 and slope["standard"] >= 0.75 and max(grad_diff) <= 1e-8
     metrics = {"depths": list(cfg.depths), "peak_mb": peak, "time_ms": time_ms, "memory_slope": slope,

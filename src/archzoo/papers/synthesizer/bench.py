@@ -4,7 +4,7 @@ There is no public reference implementation of the Synthesizer to put beside our
 Mesh TensorFlow), and synthesizers are quadratic in n (an N x l logit row per token), so `linear=False`.
 """
 
-from ...engine.attention_bench import register_attention_bench
+from ...engine.bench import register_attention_bench
 
 register_attention_bench("synthesizer", kwargs=lambda n: dict(seq_len=n, synthesizer="dense"), reference=None,
                          ref_name=None, linear=False)

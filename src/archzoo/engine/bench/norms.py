@@ -11,88 +11,82 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..registry import list_models, model_paper, register_bench
-from .bench import (
-    LARGE_MODEL_PARAMS,
-    _bench_image_model,
-    bench_module,
-    default_benchmarks_path,
-    format_table,
-    load_note,
-    load_now,
-    write_section,
-)
-
-CNN_PAPERS = ("alexnet", "resnet", "batch_norm", "group_norm", "weight_standardization", "bit", "evonorm", "nfnet")
+from ...registry import get_paper, list_models, model_paper, register_bench
+from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
+from .measure import bench_module
+from .models import LARGE_MODEL_PARAMS, bench_image_model
 
 
-def layer_pairs() -> list[tuple[str, Callable[[int], nn.Module], str, Callable[[int], nn.Module]]]:
-    """(our layer, factory(C), counterpart, factory(C)) for each written-out layer of the family."""
-    from ..papers.alexnet import LocalResponseNorm
-    from ..papers.batch_norm import BatchNorm2d
-    from ..papers.evonorm import EvoNormB0, EvoNormS0
-    from ..papers.group_norm import GroupNorm
-    from ..papers.nfnet import ScaledStdConv2d
-    from ..papers.weight_standardization import BatchChannelNorm, WSConv2d
+@dataclass(frozen=True)
+class LayerPair:
+    """A paper's written-out layer and the counterpart it is timed against, each built as `make(C)`."""
 
-    return [
-        ("BatchNorm2d (batch_norm)", BatchNorm2d, "nn.BatchNorm2d", nn.BatchNorm2d),
-        ("GroupNorm G=32 (group_norm)", lambda c: GroupNorm(32, c), "nn.GroupNorm", lambda c: nn.GroupNorm(32, c)),
-        ("LocalResponseNorm n=5 (alexnet)", lambda c: LocalResponseNorm(), "nn.LocalResponseNorm",
-         lambda c: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)),
-        ("WSConv2d 3x3 (weight_standardization)", lambda c: WSConv2d(c, c, 3, padding=1, bias=False),
-         "nn.Conv2d 3x3", lambda c: nn.Conv2d(c, c, 3, padding=1, bias=False)),
-        ("BatchChannelNorm (weight_standardization)", BatchChannelNorm, "nn.BatchNorm2d + nn.GroupNorm",
-         lambda c: nn.Sequential(nn.BatchNorm2d(c), nn.GroupNorm(32, c))),
-        ("ScaledStdConv2d 3x3 (nfnet)", lambda c: ScaledStdConv2d(c, c, 3, padding=1), "nn.Conv2d 3x3",
-         lambda c: nn.Conv2d(c, c, 3, padding=1)),
-        ("EvoNormB0 (evonorm)", EvoNormB0, "nn.BatchNorm2d + ReLU", lambda c: nn.Sequential(nn.BatchNorm2d(c),
-                                                                                          nn.ReLU())),
-        ("EvoNormS0 (evonorm)", EvoNormS0, "nn.GroupNorm + SiLU", lambda c: nn.Sequential(nn.GroupNorm(32, c),
-                                                                                        nn.SiLU())),
-    ]
+    ours: str
+    make_ours: Callable[[int], nn.Module]
+    counterpart: str
+    make_counterpart: Callable[[int], nn.Module]
+
+
+_LAYER_PAIRS: dict[str, LayerPair] = {}
+
+
+def register_norm_bench(ours: str, make_ours: Callable[[int], nn.Module], counterpart: str,
+                        make_counterpart: Callable[[int], nn.Module]) -> None:
+    """Put a paper's layer beside its counterpart in `archzoo bench norms` (the paper calls this; the engine
+    imports no paper). `make_*(C)` builds the layer for C channels; `ours` names it, with its paper."""
+    _LAYER_PAIRS[ours] = LayerPair(ours, make_ours, counterpart, make_counterpart)
+
+
+def layer_pairs() -> list[LayerPair]:
+    """Every registered (our layer, counterpart) pair, in registration order."""
+    from ...registry import list_papers
+
+    list_papers()                       # imports the papers, whose modules register their pairs
+    return list(_LAYER_PAIRS.values())
 
 
 # (batch, channels, height, width): a ResNet's first stage at 224 px, batch 8; a CIFAR ResNet's at 32 px, batch 64.
 LAYER_SHAPES = ((8, 64, 56, 56), (64, 32, 32, 32))
 
 
-def _bench_pair(ours: str, make_ours: Callable, fused: str, make_fused: Callable, shape: tuple, **kw) -> dict:
+def _bench_pair(pair: LayerPair, shape: tuple, **kw) -> dict:
     """One row: our layer and its counterpart on the same random input of `shape` (B, C, H, W)."""
-    print(f"[bench norms] {ours} at {shape}", file=sys.stderr, flush=True)
+    print(f"[bench norms] {pair.ours} at {shape}", file=sys.stderr, flush=True)
     c = shape[1]
-    mine, ref = bench_module(lambda _: make_ours(c), lambda _: (torch.randn(*shape, requires_grad=True),), [None],
-                             name=ours, reference=lambda _: make_fused(c), ref_name=fused, **kw)
-    return {"layer": ours, "counterpart": fused, "input": "x".join(map(str, shape)), "ours_ms": mine.get("time_ms"),
-            "theirs_ms": ref.get("time_ms"), "ratio": mine.get("ratio"), "ours_mb": mine.get("peak_mb"),
-            "theirs_mb": ref.get("peak_mb")}
+    mine, ref = bench_module(lambda _: pair.make_ours(c), lambda _: (torch.randn(*shape, requires_grad=True),),
+                             [None], name=pair.ours, reference=lambda _: pair.make_counterpart(c),
+                             ref_name=pair.counterpart, **kw)
+    return {"layer": pair.ours, "counterpart": pair.counterpart, "input": "x".join(map(str, shape)),
+            "ours_ms": mine.get("time_ms"), "theirs_ms": ref.get("time_ms"), "ratio": mine.get("ratio"),
+            "ours_mb": mine.get("peak_mb"), "theirs_mb": ref.get("peak_mb")}
 
 
 @register_bench("norms")
 def bench_norms(args) -> None:
     """The layer table, then the model table of the cnn family at the two input settings."""
-    from .claims import resolve_device
+    from ..claims import resolve_device
 
     quick = bool(getattr(args, "quick", False))
     repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)
     device = resolve_device(getattr(args, "device", "cpu") or "cpu")
     shapes = ((2, 32, 8, 8),) if quick else LAYER_SHAPES
     load = load_now()
-    layer_rows = [_bench_pair(*pair, shape, device=device, repeats=repeats, warmup=warmup)
+    layer_rows = [_bench_pair(pair, shape, device=device, repeats=repeats, warmup=warmup)
                   for pair in layer_pairs() for shape in shapes]
 
     pattern = getattr(args, "pattern", None) or "*"
-    names = [n for n in list_models(pattern) if model_paper(n) in CNN_PAPERS]
+    names = [n for n in list_models(pattern) if get_paper(model_paper(n)).family == "cnn"]
     settings = ((2, 32),) if quick else ((8, 224), (64, 32))
     model_rows = []
     for name in names:
         for batch_size, img_size in settings:
             print(f"[bench norms] {name} at {img_size} px, batch {batch_size}", file=sys.stderr, flush=True)
-            model_rows.append(_bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
+            model_rows.append(bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
                                                  repeats=repeats, warmup=warmup))
     measured = [r for r in model_rows if "note" not in r]
     # a preset that failed at both sizes is listed once

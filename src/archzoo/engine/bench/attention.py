@@ -24,17 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..registry import get_attention, list_attentions, register_bench
-from .bench import (
-    bench_module,
-    default_benchmarks_path,
-    format_table,
-    load_note,
-    load_now,
-    loglog_slope,
-    plot_loglog,
-    write_section,
-)
+from ...registry import get_attention, list_attentions, register_bench
+from .analysis import method_slopes, plot_loglog
+from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
+from .measure import bench_module
 
 
 @dataclass(frozen=True)
@@ -102,14 +95,6 @@ def _sizes(quick: bool) -> list[int]:
     return [256, 512] if quick else [256 * 2**i for i in range(7)]      # 256 ... 16384
 
 
-def _slope(rows: list[dict], method: str, key: str) -> float | None:
-    points = [(r["size"], r[key]) for r in rows if r["method"] == method and key in r]
-    try:
-        return loglog_slope(*zip(*points), min_size=1024) if points else None
-    except ValueError:
-        return None
-
-
 MAX_REFERENCE_N = 8192     # transformers' BigBird materialises the n x n probabilities: 8.6 GB at n = 16384
 
 
@@ -144,7 +129,7 @@ def bench_attention_rows(spec: AttentionBenchSpec, sizes: list[int], *, dim: int
 @register_bench("attention")
 def bench_attention(args) -> None:
     """Time and peak memory of every registered attention against n, with the public references."""
-    from .claims import resolve_device
+    from ..claims import resolve_device
 
     quick = bool(getattr(args, "quick", False))
     repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)
@@ -162,13 +147,14 @@ def bench_attention(args) -> None:
                                          repeats=repeats, warmup=warmup, max_ms=20_000.0)
         rows += new
         notes += [f"- {note}"] if note else []
-        for method in dict.fromkeys(r["method"] for r in new):
+        slopes = method_slopes(new, min_size=1024, missing_ok=True)
+        for method in slopes:
             ours = method == name
             ratios = [r["ratio"] for r in new if r["method"] == method and "ratio" in r]
             summary.append({"method": method, "role": "ours" if ours else f"reference of {name}",
                             "linear": spec.linear if ours else "",
-                            "time slope": _slope(new, method, "time_ms"),
-                            "memory slope": _slope(new, method, "peak_mb"),
+                            "time slope": slopes[method]["time_ms"],
+                            "memory slope": slopes[method]["peak_mb"],
                             "max n": max((r["size"] for r in new if r["method"] == method and "time_ms" in r),
                                          default="-"),
                             "ratio (median)": sorted(ratios)[len(ratios) // 2] if ratios else ""})
@@ -215,9 +201,9 @@ TASKS = ("copy", "duplication", "associative_recall", "listops", "retrieval")
 def task_accuracy(name: str, task_name: str, *, length: int, steps: int, batch_size: int, n_train: int,
                   n_test: int, seed: int = 0, lr: float = 1e-2, positional: str = "sinusoidal", device="cpu") -> dict:
     """Train one small SequenceTransformer with attention `name` on a generated task; test accuracy (percent)."""
-    from ..core.sequence import SequenceTransformer, token_accuracy
-    from ..data import load_dataset
-    from .train import train
+    from ...core.sequence import SequenceTransformer, token_accuracy
+    from ...data import load_dataset
+    from ..train import train
 
     task = load_dataset(task_name, length=length, n_train=n_train, n_test=n_test, seed=seed)
     causal = task_name == "duplication"
@@ -242,7 +228,7 @@ def majority_accuracy(task) -> float:
 @register_bench("tasks")
 def bench_tasks(args) -> None:
     """Every registered attention, one small model and one budget, on every generated task: test accuracy."""
-    from ..data import load_dataset
+    from ...data import load_dataset
 
     quick = bool(getattr(args, "quick", False))
     length = getattr(args, "length", None) or (64 if quick else 256)

@@ -1,0 +1,149 @@
+"""`archzoo bench models`: forward+backward time, images/s and peak memory of every registered image classifier,
+with a public reference implementation beside ours where one is registered and installed."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ...registry import register_bench
+from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
+from .measure import bench_module
+
+
+def _create(name: str, img_size: int | None) -> nn.Module:
+    """Build a preset, at `img_size` when it takes one (positional embeddings), else at its default."""
+    from ...registry import create_model
+
+    if img_size is not None:
+        try:
+            return create_model(name, img_size=img_size)
+        except TypeError:
+            pass                        # resolution-free (convolutional) presets
+    return create_model(name)
+
+
+_MODEL_REFERENCES: dict[str, tuple[str, Callable[..., nn.Module]]] = {}
+
+
+def register_model_reference(pattern: str, ref_name: str, build: Callable[..., nn.Module]) -> None:
+    """A public implementation to time beside the presets matching `pattern` (fnmatch) in `archzoo bench models`.
+
+    `build(name, **overrides)` returns the reference module at preset `name`'s configuration, taking the same
+    image batch; it imports its package inside, so an absent package raises ImportError and is skipped.
+    """
+    _MODEL_REFERENCES[pattern] = (ref_name, build)
+
+
+def model_reference(name: str) -> tuple[str, Callable[..., nn.Module]] | None:
+    return next((ref for pattern, ref in _MODEL_REFERENCES.items() if fnmatch.fnmatch(name, pattern)), None)
+
+
+def _reference_for(name: str, img_size: int | None) -> tuple[str | None, nn.Module | None, str | None]:
+    """(ref_name, module, note) for a preset: the module when its reference package is installed."""
+    ref = model_reference(name)
+    if ref is None:
+        return None, None, None
+    ref_name, build = ref
+    try:
+        return ref_name, build(name, **({} if img_size is None else {"img_size": img_size})), None
+    except ImportError as e:
+        return ref_name, None, f"reference `{ref_name}` not installed ({e.name or e})"
+
+
+LARGE_MODEL_PARAMS = 150e6
+
+
+def bench_image_model(name: str, *, batch_size: int, img_size: int | None, device, repeats, warmup) -> dict:
+    """One registered image classifier: forward+backward on a random batch of its input size, and, when one is
+    registered and installed, its public reference on the same batch (`ref_ms`, `ratio` = ours / reference).
+
+    On a CPU a model over `LARGE_MODEL_PARAMS` takes minutes a step, so it gets at most 2 timed steps after 1
+    warm-up (the row's `steps` says how many were timed) and no reference beside it.
+    """
+    try:
+        model = _create(name, img_size)
+    except Exception as e:
+        return {"model": name, "note": f"building it failed ({type(e).__name__}: {e})"}
+    shape = getattr(model, "default_input_size", None)
+    if shape is None:
+        return {"model": name, "note": "no `default_input_size` (C, H, W) attribute"}
+    c, h, w = shape
+    h, w = (img_size, img_size) if img_size is not None else (h, w)
+    params = sum(p.numel() for p in model.parameters())
+    if torch.device(device).type == "cpu" and params > LARGE_MODEL_PARAMS:
+        repeats, warmup = min(repeats, 2), min(warmup, 1)
+        ref_name, reference, note = None, None, None
+        if model_reference(name):
+            note = f"no reference on a CPU above {LARGE_MODEL_PARAMS / 1e6:.0f}M parameters"
+    else:
+        ref_name, reference, note = _reference_for(name, img_size)
+    rows = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
+                        repeats=repeats, warmup=warmup, name=name, reference=reference,
+                        ref_name=ref_name or "reference")
+    row = {"model": name, "params (M)": params / 1e6, "input": f"{batch_size}x{c}x{h}x{w}", "steps": repeats,
+           **{k: v for k, v in rows[0].items() if k not in ("method", "size")}}
+    if "time_ms" in row:
+        row["images/s"] = batch_size / row["time_ms"] * 1e3
+    if reference is not None:
+        row.update({"reference": ref_name, "ref_ms": rows[1].get("time_ms"), "ref_mb": rows[1].get("peak_mb")})
+    elif note:
+        row["reference"] = note
+    return row
+
+
+@register_bench("models")
+def bench_models(args) -> None:
+    """Forward+backward time, images/s and peak memory of every registered image classifier matching `pattern`.
+
+    `args`: `device`, `repeats`, `warmup`, `quick` (2 repeats, 1 warm-up, batch 2 at 32x32), `out`
+    (docs/benchmarks.md), `pattern` (fnmatch on model names), `batch_size`, `img_size`, `family` (only that
+    family's presets, written to their own section `models-<family>`).
+    """
+    from ...registry import get_paper, list_models, list_papers, model_paper
+    from ..claims import resolve_device
+
+    quick = bool(getattr(args, "quick", False))
+    repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)
+    batch_size = getattr(args, "batch_size", None) or (2 if quick else 8)
+    img_size = getattr(args, "img_size", None) or (32 if quick else None)
+    device = resolve_device(getattr(args, "device", "cpu") or "cpu")
+    load = load_now()
+    family = getattr(args, "family", None)
+    if family is not None:
+        list_papers(family)                                   # an unknown family raises ValueError
+    out = getattr(args, "out", None) or default_benchmarks_path()
+    section = f"models-{family}" if family else "models"
+    rows = []
+    for name in list_models(getattr(args, "pattern", None) or "*"):
+        if family is not None and get_paper(model_paper(name)).family != family:
+            continue
+        print(f"[bench models] {name}", file=sys.stderr, flush=True)
+        rows.append(bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
+                                       repeats=repeats, warmup=warmup))
+        # written after every preset, so a run killed midway (out of memory) keeps the rows it measured
+        write_section(out, section, _models_section(rows, family, device, repeats, warmup, quick, load))
+    markdown = _models_section(rows, family, device, repeats, warmup, quick, load)
+    write_section(out, section, markdown)
+    print(markdown)
+
+
+def _models_section(rows: list[dict], family: str | None, device, repeats: int, warmup: int, quick: bool,
+                    load: float) -> str:
+    measured = [r for r in rows if "note" not in r]
+    skipped = [f"- `{r['model']}`: {r['note']}" for r in rows if "note" in r]
+    return "\n".join([
+        f"## Models{f' ({family} family)' if family else ''}",
+        "",
+        f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
+        f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.{load_note(load)}",
+        "",
+        format_table(measured, ["model", "params (M)", "input", "steps", "time_ms", "images/s", "peak_mb",
+                                "reference", "ref_ms", "ratio", "ref_mb"]).rstrip()
+        if measured else "No registered image classifier matches.",
+        *(["", "Skipped:", *skipped] if skipped else []),
+    ])

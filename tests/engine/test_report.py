@@ -226,3 +226,11 @@ def test_papers_md_lists_every_paper_with_its_status_and_what_it_reproduces(tmp_
             assert "paper page" in body and all(c.statement in body for c in p.claims.values())
     for link in re.findall(r"\]\((\.\./[^)]+)\)", text):
         assert (papers_path.parent / link).resolve().is_file(), link
+
+
+def test_the_committed_papers_md_lists_all_64_papers():
+    root = registry.repo_root()
+    if root is None:
+        pytest.skip("needs a source checkout")
+    headings = re.findall(r"^### (\w+)$", (root / "docs" / "papers.md").read_text(), flags=re.M)
+    assert headings == SLUGS and len(SLUGS) == 64

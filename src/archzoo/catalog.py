@@ -148,3 +148,108 @@ PAPERS = [
 ]
 
 FAMILIES = ("cnn", "attention", "vision", "science", "moe", "learning", "generative", "perception")
+
+FAMILY_TITLES = {
+    "cnn": "Classic CNNs and normalization",
+    "attention": "Efficient Transformers",
+    "vision": "Transformers, MLPs and attention in vision",
+    "science": "Networks as scientific models",
+    "moe": "Conditional computation and memory",
+    "learning": "Training methods and analysis",
+    "generative": "Generative models",
+    "perception": "Perception and sequence",
+}
+
+# What the course asks each paper to reproduce at laptop scale; `docs/papers.md` shows it until the
+# paper's own claims (with their criteria) are registered.
+TO_REPRODUCE = {
+    "alexnet": "ReLU reaches 25% training error several times faster than tanh (Fig. 1).",
+    "resnet": "Degradation: the deeper plain net trains worse than the shallower one, the deep residual net better "
+              "than both (Fig. 1, 6).",
+    "batch_norm": "BN reaches a target accuracy in far fewer steps, trains at a rate where the plain net diverges, "
+                  "and keeps activation distributions stable (MNIST sigmoid net).",
+    "group_norm": "Error vs batch size 32..2: BN degrades as the batch shrinks, GN stays flat and beats BN at batch 2 "
+                  "(Fig. 1).",
+    "weight_standardization": "GN+WS at 1-2 images per batch matches BN at a large batch and trains lower than GN "
+                              "alone.",
+    "bit": "Pre-train, then fine-tune with the BiT-HyperRule on 1/5/10 examples per class: transfer beats training "
+           "from scratch.",
+    "evonorm": "S0 is batch-independent, B0 matches BN at large batch, the search beats the median random layer.",
+    "nfnet": "NF-ResNet signal propagation matches a BN-ResNet; at a large rate and batch AGC keeps training stable.",
+    "reformer": "LSH attention nears full attention on duplication as hashes grow (Table 2); reversible layers keep "
+                "memory flat in depth.",
+    "linformer": "Trained attention is low rank (Fig. 1); linear time and memory in n; accuracy near full attention.",
+    "performer": "FAVOR+ error falls with features, orthogonal beats i.i.d. (Fig. 3); positive features stay stable; "
+                 "linear cost.",
+    "longformer": "Linear memory; window + global attention nears full attention on a long-document task, window-only "
+                  "falls short.",
+    "bigbird": "Linear memory; random + window + global graph has a far smaller diameter; accuracy near full "
+               "attention.",
+    "linear_transformer": "Causal parallel form equals the recurrent form; per-token generation time stays constant "
+                          "while softmax grows.",
+    "synthesizer": "A random synthesizer learns tasks far above chance; a mixture with dot-product matches or beats "
+                   "it.",
+    "vit": "With little data ViT trails a ResNet and the gap closes with more data; attention distance grows with "
+           "depth (Fig. 7).",
+    "mlp_mixer": "On par with a ViT of equal size on small data, at a higher throughput.",
+    "perceiver": "Cost linear in input size; one architecture learns several modalities; invariant to a fixed pixel "
+                 "permutation (Table 2).",
+    "involution": "RedNet matches a ResNet of the same depth with fewer parameters and FLOPs.",
+    "lambda_networks": "Memory grows as O(nkv) where self-attention grows as O(n^2); position lambdas are translation "
+                       "equivariant.",
+    "axial_deeplab": "Cost O(hw(h+w)) against O((hw)^2); position sensitivity improves accuracy; panoptic "
+                     "segmentation of shape scenes.",
+    "neural_ode": "Adjoint gradients equal backprop, with flat memory; ODE-Net matches a ResNet with fewer parameters; "
+                  "a latent ODE extrapolates spirals.",
+    "fno": "Low error on Burgers; zero-shot super-resolution (train 64, test 256); beats a CNN of similar size.",
+    "siren": "On the camera image SIREN's PSNR far exceeds ReLU MLPs; activations keep the arcsine distribution at "
+             "init.",
+    "neural_ca": "Grows a target image from one cell; pool + damage training regenerates after damage.",
+    "gon": "One-step GON reconstructs better than an autoencoder with the same decoder and no encoder.",
+    "hopfield": "The update equals attention; one-step retrieval far beyond 0.14d; energy falls; HopfieldPooling "
+                "solves a multiple-instance task.",
+    "symbolic_gnn": "Leading message components are linear in the true force (R^2 > 0.9); symbolic regression "
+                    "recovers the force law.",
+    "metnet": "Beats persistence and extrapolation on generated radar at longer lead times.",
+    "switch_transformer": "At equal FLOPs Switch reaches a target loss in fewer steps than dense; balancing cuts "
+                          "dropped tokens; expert parallelism is exact.",
+    "gshard": "Balanced load; top-2 vs top-1 at equal capacity; parallel equals single-process.",
+    "feedback_transformer": "A shallow feedback transformer tracks state where a standard one of equal size fails.",
+    "expire_span": "Memory stays far smaller than a full cache at equal accuracy, and spans concentrate on the keys.",
+    "terraformer": "Sparse single-token decoding several times faster than dense at a small loss gap.",
+    "lottery_ticket": "Tickets at 10-20% of the weights match dense accuracy; random re-initialisation is worse at "
+                      "<= 5%.",
+    "supsup": "Many permuted tasks without forgetting; one-shot task inference >= 90% correct.",
+    "fixmatch": "With 4 labels per class FixMatch far exceeds supervised-only training.",
+    "manifold_mixup": "Better test error and calibration than ERM and input mixup; flatter class representations.",
+    "dfa": "DFA trains an MLP and a small Transformer far beyond chance; its updates align with the gradient.",
+    "odds_are_odd": "Detects adversarial examples >= 90% at 5% false positives; corrected accuracy far above "
+                    "attacked.",
+    "naswot": "The untrained score correlates with trained accuracy (Kendall tau >= 0.4); search picks an "
+              "above-median cell.",
+    "scan": "SCAN beats k-means on pretext features, which beats k-means on pixels.",
+    "petri_dish": "Its ranking correlates better with full-scale results than a small real subset at equal compute.",
+    "poet": "POET solves environments that direct optimisation from scratch does not.",
+    "disentanglement": "Seeds and hyperparameters move the disentanglement metrics more than the method does.",
+    "gan": "Covers the modes of a 2D mixture; the non-saturating loss learns where minimax saturates.",
+    "singan": "Samples match the image's patch statistics (SIFID) yet are not copies.",
+    "transgan": "Trains stably; DiffAugment and locality-aware init improve its FID.",
+    "nvae": "Lower bits/dim than a plain VAE of the same size.",
+    "ardm": "Likelihood near an ordered ARM; fewer generation steps lose little; coded size near the model's bits.",
+    "set_distribution": "Generated sets stay consistent in identity and differ from the training sets.",
+    "tunit": "Pseudo-domains recover the true domains; translation changes style and keeps content.",
+    "jukebox": "Codebook restarts prevent collapse; reconstruction degrades gracefully with hop length; samples keep "
+               "pitch statistics.",
+    "capsules": "Accurate classification; overlapping digits separated by per-capsule reconstruction.",
+    "icosahedral_cnn": "Exact equivariance to the 60 icosahedral rotations; rotated spherical digits beat a planar "
+                       "CNN.",
+    "attention_sampling": "Near full-resolution accuracy on megapixel digits at a fraction of the memory and time.",
+    "detr": "Detects objects in generated scenes without NMS or anchors (mAP@0.5).",
+    "spinenet": "SpineNet-49 matches the paper's size and beats a ResNet-FPN of similar cost.",
+    "glom": "Islands of agreement: embeddings within an object agree more than across objects.",
+    "virtex": "Caption pre-training beats random init on a linear probe; bidirectional beats forward-only.",
+    "repnet": "Counts unseen periodic videos better than a spectral baseline.",
+    "symbolic_math": "Solves a held-out share of integrals, rising with beam size.",
+    "bistable_rnn": "On copy-first-input over 300+ steps nBRC remembers while GRU and LSTM fail.",
+    "eats": "Learns durations and approaches target spectrograms on generated speech-like data.",
+}

@@ -181,8 +181,7 @@ def cmd_bench(args) -> None:
 def cmd_report(args) -> None:
     from .engine.report import build_report
 
-    md, html = build_report()
-    print(f"wrote {md} and {html}")
+    print("wrote " + ", ".join(map(str, build_report())))
 
 
 def cmd_demo(args) -> None:

@@ -1,4 +1,4 @@
-# archzoo: make demo | make test | make bench | make report
+# archzoo: make demo | make test | make data | make bench | make report
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
@@ -8,8 +8,12 @@ STAMP := $(VENV)/.installed
 # presets up to 936M parameters).
 BENCH_SUITES ?= attention tasks norms
 BENCH_ARGS ?=
+# Fashion-MNIST as Debian's package `dataset-fashion-mnist` installs it (the four IDX .gz files).
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+FASHION_MNIST_HOW := sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu), or archzoo data fetch fashion-mnist \
+	where a network exists, or put its four IDX files in a folder and pass --data-dir FOLDER
 
-.PHONY: install demo test bench report clean
+.PHONY: install data demo test bench report clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +27,33 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# Fashion-MNIST for the demo: found where archzoo looks (ARCHZOO_DATA_DIR/fashion-mnist only, when set; else
+# Debian's folder or the cache of `archzoo data fetch`), or installed from Debian's package where apt-get runs as
+# root, or one line on how to get it and a non-zero exit. `make test` needs no data set.
+FASHION_MNIST_CACHE = $${XDG_CACHE_HOME:-$$HOME/.cache}/archzoo/fashion-mnist
+GET_FASHION_MNIST = if [ -n "$$ARCHZOO_DATA_DIR" ]; then \
+		if [ -f "$$ARCHZOO_DATA_DIR/fashion-mnist/train-images-idx3-ubyte.gz" ]; then \
+			echo "make data: Fashion-MNIST is in $$ARCHZOO_DATA_DIR/fashion-mnist"; \
+		else \
+			echo "make data: ARCHZOO_DATA_DIR is set, so Fashion-MNIST is looked for in $$ARCHZOO_DATA_DIR/fashion-mnist only; put its four IDX files there (archzoo data fetch fashion-mnist does), or unset ARCHZOO_DATA_DIR" >&2; exit 1; \
+		fi; \
+	elif [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || [ -f "$(FASHION_MNIST_CACHE)/train-images-idx3-ubyte.gz" ]; then \
+		echo "make data: Fashion-MNIST is present (archzoo data where fashion-mnist)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "make data: installing Debian's dataset-fashion-mnist into $(FASHION_MNIST_DIR)"; \
+		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) \
+			|| { echo "make data: apt-get could not install dataset-fashion-mnist; get it with: $(FASHION_MNIST_HOW)" >&2; exit 1; }; \
+	else \
+		echo "make data: Fashion-MNIST is missing; get it with: $(FASHION_MNIST_HOW)" >&2; exit 1; \
+	fi
+
+data:
+	@$(GET_FASHION_MNIST)
+
+# Without the data, the demo still runs, on digits, and every such result says so.
 demo: $(STAMP)
+	@($(GET_FASHION_MNIST)) \
+		|| echo "make demo: continuing without Fashion-MNIST: its claims run on digits, and their results say so" >&2
 	$(VENV)/bin/archzoo demo
 
 test: $(STAMP)

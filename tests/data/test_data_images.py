@@ -1,7 +1,7 @@
 import gzip
-import hashlib
 import os
 import pickle
+import re
 import struct
 import tarfile
 from pathlib import Path
@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from archzoo.data import DatasetUnavailable, ImageData, list_datasets, load_dataset, load_image_folder
-from archzoo.data import images as images_module
+from archzoo.data import (
+    DatasetUnavailable,
+    ImageData,
+    dataset_info,
+    list_datasets,
+    load_dataset,
+    load_image_folder,
+    locate,
+)
 from archzoo.data.formats import read_cifar_batch, read_idx
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -101,29 +108,52 @@ def test_mnist_loads_from_data_dir(tmp_path, gz):
     assert d.test.tensors[1].tolist() == y_te.tolist() and d.classes[3] == "3"
 
 
-def test_mnist_downloads_into_the_cache_with_checksums(tmp_path, monkeypatch):
-    write_mnist_like(tmp_path / "mirror")
-    sha = tuple(hashlib.sha256((tmp_path / "mirror" / (f + ".gz")).read_bytes()).hexdigest() for f in IDX_FILES)
-    monkeypatch.setitem(images_module._IDX_SOURCES["mnist"], "mirrors", ((tmp_path / "mirror").as_uri() + "/",))
-    monkeypatch.setitem(images_module._IDX_SOURCES["mnist"], "sha256", sha)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    d = load_dataset("mnist")
-    assert len(d.train) == 12 and (tmp_path / "cache" / "archzoo" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+def test_labels_out_of_range_name_the_file_and_the_value(tmp_path):
+    write_mnist_like(tmp_path / "mnist")
+    labels = np.arange(12) % 10
+    labels[7] = 200
+    write_idx(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", labels, gz=True)
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte.gz: label 200 out of range for 10 classes"):
+        load_dataset("mnist", data_dir=tmp_path)
 
 
-def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
-    source = images_module._IDX_SOURCES["fashion-mnist"]
-    monkeypatch.setitem(source, "system_dir", str(tmp_path / "nowhere"))
-    monkeypatch.setitem(source, "mirrors", ((tmp_path / "no-mirror").as_uri() + "/",))
+def test_idx_images_that_are_not_bytes_or_counts_that_differ_name_the_files(tmp_path):
+    write_mnist_like(tmp_path / "mnist")
+    write_idx(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz", np.zeros((5, 28, 28)), type_code=0x0D,
+              big_endian_dtype=">f4", gz=True)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz: expected images .* unsigned bytes"):
+        load_dataset("mnist", data_dir=tmp_path)
+    write_idx(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz", np.zeros((4, 28, 28)), gz=True)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz holds 4 images but .*t10k-labels.* holds 5"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_an_empty_idx_file_names_itself(tmp_path):
+    write_mnist_like(tmp_path / "mnist", gz=False)
+    (tmp_path / "mnist" / "train-labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte: not an IDX file"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_missing_fashion_mnist_says_how_to_get_it_and_downloads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHZOO_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with pytest.raises(DatasetUnavailable, match="apt-get install dataset-fashion-mnist.*--data-dir"):
+    with pytest.raises(DatasetUnavailable) as e:
         load_dataset("fashion-mnist", data_dir=tmp_path / "empty")
-    assert not list((tmp_path / "cache" / "archzoo" / "fashion-mnist").iterdir())
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"looked in {tmp_path / 'empty'}, {tmp_path / 'empty' / 'fashion-mnist'}, " \
+           f"{tmp_path / 'data' / 'fashion-mnist'})" in message
+    assert re.search(r"make data.*apt-get install dataset-fashion-mnist.*archzoo data fetch fashion-mnist.*"
+                     r"--data-dir", message)
+    assert list(tmp_path.iterdir()) == []                           # nothing downloaded, no folder created
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian package dataset-fashion-mnist not installed")
-def test_fashion_mnist_from_the_debian_package():
+def test_fashion_mnist_when_installed():
+    try:
+        locate("fashion-mnist", dataset_info("fashion-mnist").source)
+    except DatasetUnavailable:
+        pytest.skip("Fashion-MNIST is not installed (`make data`)")
     d = load_dataset("fashion-mnist")
     x, y = d.train.tensors
     assert x.shape == (60000, 1, 28, 28) and len(d.test) == 10000 and x.dtype == torch.float32
@@ -179,9 +209,31 @@ def test_cifar_batch_reader_refuses_code(tmp_path):
             return os.mkdir, (str(tmp_path / "pwned"),)
 
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": Evil()}, protocol=4))
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load posix.mkdir"):
+    with pytest.raises(ValueError, match="data_batch_1: not a CIFAR python batch .*refusing to load posix.mkdir"):
         read_cifar_batch(tmp_path / "data_batch_1")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not_a_dict"])
+def test_a_damaged_cifar_batch_names_the_file(tmp_path, damage):
+    write_cifar_like(tmp_path / "cifar-10-batches-py")
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    raw = path.read_bytes()
+    path.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": bytes(range(256)) * 8, "empty": b"",
+                      "not_a_dict": pickle.dumps([1, 2, 3], protocol=2)}[damage])
+    with pytest.raises(ValueError, match=r"cifar-10-batches-py/data_batch_3: not a CIFAR python batch"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
+def test_cifar_labels_out_of_range_and_missing_keys_name_the_file(tmp_path):
+    write_cifar_like(tmp_path / "cifar-10-batches-py")
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    py2_dump({b"labels": [0, 1, 200, 3], b"data": np.zeros((4, 3072), dtype=np.uint8)}, path)
+    with pytest.raises(ValueError, match=r"test_batch: label 200 out of range for 10 classes"):
+        load_dataset("cifar10", data_dir=tmp_path)
+    py2_dump({b"labels": [0, 1, 2, 3]}, path)
+    with pytest.raises(ValueError, match=r"test_batch: expected a batch with 'data' and 'labels'"):
+        load_dataset("cifar10", data_dir=tmp_path)
 
 
 @pytest.mark.parametrize("where", ["parent", "folder"])
@@ -195,13 +247,22 @@ def test_cifar10_loads_channels_first_from_data_dir(tmp_path, where):
     assert y[4:8].tolist() == batches["data_batch_2"][1] and d.classes[1] == "automobile"
 
 
-def test_cifar10_unpacks_the_archive_from_data_dir(tmp_path, monkeypatch):
+def test_cifar10_reads_the_archive_in_memory_and_writes_nothing(tmp_path, monkeypatch):
     write_cifar_like(tmp_path / "src" / "cifar-10-batches-py")
-    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+    (tmp_path / "data").mkdir()
+    with tarfile.open(tmp_path / "data" / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    d = load_dataset("cifar10", data_dir=tmp_path)
-    assert len(d.train) == 20 and (tmp_path / "cache" / "archzoo" / "cifar10" / "cifar-10-batches-py").is_dir()
+    d = load_dataset("cifar10", data_dir=tmp_path / "data")
+    assert len(d.train) == 20 and d.classes[9] == "truck"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["cifar-10-python.tar.gz"]
+
+
+def test_a_damaged_cifar_archive_names_the_file(tmp_path):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(ValueError, match=r"cifar-10-python.tar.gz: not a readable tar.gz archive"):
+        load_dataset("cifar10", data_dir=tmp_path)
 
 
 # --- image folders and names --------------------------------------------------------------------
@@ -226,7 +287,41 @@ def test_image_folder_reads_grey_and_colour_images_by_class(tmp_path):
     assert grey.train.tensors[0].shape[1:] == (1, 8, 12) and grey.img_size == (8, 12)
 
 
-def test_unknown_dataset_suggests_close_names():
+def test_a_corrupt_image_in_a_folder_names_the_file(tmp_path):
+    from skimage.io import imsave
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        imsave(tmp_path / "imgs" / cls / "0.png", np.zeros((8, 8), dtype=np.uint8), check_contrast=False)
+    (tmp_path / "imgs" / "b" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    with pytest.raises(ValueError, match=r"imgs/b/1.png: not a readable image"):
+        load_dataset(tmp_path / "imgs")
+
+
+def test_grey_images_with_alpha_load_as_grey(tmp_path):
+    from skimage.io import imsave
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        la = np.stack([np.full((8, 8), 64 if cls == "a" else 192, np.uint8), np.full((8, 8), 255, np.uint8)], -1)
+        imsave(tmp_path / "imgs" / cls / "0.png", la, check_contrast=False)
+        imsave(tmp_path / "imgs" / cls / "1.png", la, check_contrast=False)
+    d = load_dataset(tmp_path / "imgs", img_size=4)
+    x = torch.cat([d.train.tensors[0], d.test.tensors[0]])
+    assert d.in_chans == 1 and sorted({round(v, 2) for v in x.flatten().tolist()}) == [0.25, 0.75]
+
+
+def test_unknown_dataset_suggests_close_names_and_separates_the_known_ones():
     assert {"digits", "fashion-mnist", "mnist", "cifar10", "pydoc", "listops"} <= set(list_datasets())
-    with pytest.raises(ValueError, match="did you mean 'fashion-mnist'"):
+    with pytest.raises(ValueError, match=r"'fashion_mnist' \(did you mean 'fashion-mnist'\?\)\. Known: "):
         load_dataset("fashion_mnist")
+    with pytest.raises(ValueError, match=r"unknown dataset 'qwertyuiop'\. Known: digits, "):
+        load_dataset("qwertyuiop")
+    with pytest.raises(ValueError, match=r"nope/text.txt: no such file or folder"):
+        load_dataset("nope/text.txt")
+
+
+def test_options_a_loader_does_not_take_are_refused_by_name():
+    refused = r"'digits' takes no option\(s\) \['bogus'\]; it takes \['test_size', 'seed'\]"
+    with pytest.raises(ValueError, match=refused):
+        load_dataset("digits", bogus=1)

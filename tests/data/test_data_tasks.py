@@ -110,5 +110,5 @@ def test_long_sequences_generate(name):
 def test_task_arguments_reach_the_generator_and_unknown_ones_are_refused():
     task = load_dataset("copy", length=32, n_train=4, n_test=2, num_symbols=3)
     assert task.vocab_size == 5 and task.train.tensors[0].max() <= 4
-    with pytest.raises(TypeError, match="num_symbol"):
+    with pytest.raises(ValueError, match=r"copy takes no option\(s\) \['num_symbol'\]; it takes .*num_symbols"):
         load_dataset("copy", length=32, num_symbol=3)

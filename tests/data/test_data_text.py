@@ -47,3 +47,9 @@ def test_any_text_file_loads_by_path(tmp_path):
     data = load_dataset(str(path))
     assert data.name == "poem" and data.tokenizer.vocab_size == 10
     assert len(data.train) == 90 and data.tokenizer.decode(data.val) == "abcdefghij"
+
+
+def test_an_empty_text_file_names_itself(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match=r"empty.txt: the text file is empty"):
+        load_dataset(tmp_path / "empty.txt")

@@ -1,15 +1,12 @@
 """Axial-DeepLab (Wang et al. 2020): position-sensitive axial-attention (Eq. 4), Axial-ResNets, panoptic head and
 grouping, the claims. Shape scenes and panoptic quality are tested in tests/data and tests/engine."""
 
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 import archzoo
 from archzoo.data.scenes import THING_IDS, make_scenes
-from archzoo.engine.claims import run_claim
 from archzoo.engine.metrics import panoptic_quality
 from archzoo.papers.axial_deeplab import (
     AxialAttention,
@@ -232,11 +229,8 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["cost_scaling", "position_sensitivity", "panoptic_scenes"])
-def test_quick_claims_run_end_to_end(tmp_path, name):
-    result = run_claim("axial_deeplab", name, "quick", out_dir=tmp_path, progress=False)
-    saved = json.loads((tmp_path / f"{name}.json").read_text())
-    assert saved["passed"] == result["passed"]
-    metrics = result["metrics"]
+def test_quick_claim_metrics(quick_claim, name):
+    metrics = quick_claim("axial_deeplab", name)["metrics"]              # run once (tests/test_claims_quick.py)
     if name == "cost_scaling":
         assert metrics["slopes"]["global_attention"]["peak_mb"] > metrics["slopes"]["axial"]["peak_mb"]
     elif name == "position_sensitivity":

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import archzoo
-from archzoo.engine.claims import run_claim
 from archzoo.papers.batch_norm import BatchNorm1d, BatchNorm2d, SigmoidMLP
 from archzoo.papers.batch_norm.batch_norm import batch_statistics, normalize_scale_shift
 from archzoo.papers.resnet import CifarResNet
@@ -281,14 +280,3 @@ def test_layers_and_presets_are_registered_under_the_paper():
     paper = archzoo.get_paper("batch_norm")
     assert {"BatchNorm1d", "BatchNorm2d"} <= set(paper.layers)
     assert {"mnist_mlp", "mnist_mlp_bn"} <= set(paper.models)
-
-
-# ----------------------------------------------------------------------------- the claims, quick
-
-
-@pytest.mark.parametrize("name", ["fewer_steps_to_target", "higher_learning_rate", "mnist_sigmoid_distributions"])
-def test_quick_claim_runs_end_to_end(name, tmp_path):
-    record = run_claim("batch_norm", name, "quick", out_dir=tmp_path, progress=False)
-    assert (tmp_path / f"{name}.json").exists() and (tmp_path / f"{name}.png").exists()
-    assert isinstance(record["passed"], bool) and record["mode"] == "quick"
-    assert record["metrics"]

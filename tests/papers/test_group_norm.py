@@ -2,14 +2,12 @@
 independence, the norm-layer helper, the preset and the claim."""
 
 import functools
-import json
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 import archzoo
-from archzoo.engine.claims import run_claim
 from archzoo.papers.group_norm import GroupNorm
 from archzoo.papers.group_norm.claims import make_net
 from archzoo.papers.group_norm.group_norm import group_norm
@@ -197,12 +195,10 @@ def test_claim_bn_and_gn_twins_differ_only_in_the_norm_layer():
         torch.testing.assert_close(gn_params[k], v, rtol=0, atol=0)      # same convolution weights, gamma, beta
 
 
-def test_quick_claim_runs_end_to_end(tmp_path):
-    record = run_claim("group_norm", "batch_size_robustness", "quick", out_dir=tmp_path, progress=False)
+def test_quick_claim_keeps_the_images_seen_and_scales_the_learning_rate(quick_claim):
+    record = quick_claim("group_norm", "batch_size_robustness")          # run once (tests/test_claims_quick.py)
     m = record["metrics"]
     assert set(m["gn_error"]) == set(m["bn_error"]) == {"8", "2"}
     assert m["steps"] == {"8": 8, "2": 32}                                # the same 64 images at both batch sizes
     assert m["lr"] == {"8": 0.0125, "2": 0.003125}                        # linear scaling rule, base_lr B / 32
     assert record["passed"] == (m["gn_spread"] <= 1.5 and m["gn_error"]["2"] < m["bn_error"]["2"])
-    assert (tmp_path / "batch_size_robustness.json").exists() and (tmp_path / "batch_size_robustness.png").exists()
-    assert json.loads((tmp_path / "batch_size_robustness.json").read_text())["mode"] == "quick"

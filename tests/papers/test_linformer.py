@@ -8,7 +8,6 @@ from torch import nn
 import archzoo
 from archzoo.core import FullAttention, Transformer
 from archzoo.data import load_dataset
-from archzoo.engine.claims import run_claim
 from archzoo.papers.linformer import (
     LinformerAttention,
     SequenceProjection,
@@ -257,13 +256,3 @@ def test_equals_lucidrains_linformer_with_copied_weights(share_kv, n):
             ours.F.weight.copy_(ref.proj_v.T)
     x = randn(2, n, DIM)
     torch.testing.assert_close(ours(x), ref(x))
-
-
-# ----------------------------------------------------------------------------- the claims
-
-
-@pytest.mark.parametrize("name", ["low_rank_attention", "linear_cost", "accuracy_near_full"])
-def test_quick_claim_runs_end_to_end(name, tmp_path):
-    record = run_claim("linformer", name, "quick", out_dir=tmp_path, progress=False)
-    assert isinstance(record["passed"], bool)
-    assert (tmp_path / f"{name}.json").exists() and (tmp_path / f"{name}.png").exists()

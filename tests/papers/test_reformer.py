@@ -10,7 +10,6 @@ from einops import rearrange
 import archzoo
 from archzoo.core import Transformer
 from archzoo.engine.bench import peak_memory
-from archzoo.engine.claims import run_claim
 from archzoo.papers.reformer import (
     AxialPositionalEmbedding,
     LSHAttention,
@@ -410,13 +409,3 @@ def test_reformer_lm_has_transformers_parameter_count_and_axial_embeddings():
     ours.pos.weight_1.data.copy_(axial.weights[0].view(32, 32))
     ours.pos.weight_2.data.copy_(axial.weights[1].view(32, 32))
     torch.testing.assert_close(ours.pos.table(1000), axial(torch.arange(1000)[None])[0])
-
-
-# ----------------------------------------------------------------------------- claims (quick configs)
-
-
-@pytest.mark.parametrize("name", ["duplication_hashes", "reversible_memory"])
-def test_quick_claim_runs_end_to_end(name, tmp_path):
-    record = run_claim("reformer", name, "quick", out_dir=tmp_path, progress=False)
-    assert (tmp_path / f"{name}.json").exists() and (tmp_path / f"{name}.png").exists()
-    assert isinstance(record["passed"], bool) and record["metrics"]

@@ -9,7 +9,6 @@ import torch
 
 import archzoo
 from archzoo.core import FullAttention, Transformer
-from archzoo.engine.claims import run_claim
 from archzoo.engine.train import train
 from archzoo.papers.synthesizer import (
     DenseSynthesizer,
@@ -289,17 +288,15 @@ def test_fixed_random_preset_keeps_r_in_the_checkpoint(tmp_path):
                                model.transformer.blocks[0].attn.synthesizers["random"].R)
 
 
-def test_quick_random_alignment_claim_runs_and_passed_follows_its_criterion(tmp_path):
-    record = run_claim("synthesizer", "random_alignment_learns", "quick", out_dir=tmp_path, progress=False)
-    assert (tmp_path / "random_alignment_learns.png").exists()
+def test_quick_random_alignment_claim_passed_follows_its_criterion(quick_claim):
+    record = quick_claim("synthesizer", "random_alignment_learns")       # run once (tests/test_claims_quick.py)
     acc = record["metrics"]["accuracy"]
     assert set(acc["copy"]) == {"random", "vanilla"}
     assert record["passed"] == (acc["copy"]["random"] >= 50.0 and acc["duplication"]["random"] >= 50.0)
 
 
-def test_quick_mixture_claim_runs_and_passed_follows_its_criterion(tmp_path):
-    record = run_claim("synthesizer", "mixture_matches_vanilla", "quick", out_dir=tmp_path, progress=False)
-    assert (tmp_path / "mixture_matches_vanilla.png").exists()
+def test_quick_mixture_claim_passed_follows_its_criterion(quick_claim):
+    record = quick_claim("synthesizer", "mixture_matches_vanilla")       # run once (tests/test_claims_quick.py)
     acc, margin = record["metrics"]["accuracy"], record["metrics"]["margin"]
     for task in ("copy", "listops"):
         assert margin[task] == pytest.approx(acc[task]["random+vanilla"] - acc[task]["vanilla"])

@@ -1,9 +1,9 @@
-"""Checked downloads and the search for dataset files on disk.
+"""Checked downloads, and the search for dataset files on disk.
 
-A dataset file is looked for, in order, in the user's `--data-dir`, in system
-folders (Debian's `/usr/share/datasets/...`), and in the cache
-`~/.cache/archzoo/<name>`; only then is it downloaded into the cache, and every
-download is verified against its published SHA-256 before it is kept.
+Nothing in archzoo downloads while it runs: loading a dataset only reads files
+(see `registry.locate` for where). `fetch` is called by one command only,
+`archzoo data fetch NAME`, and verifies every file against its published
+SHA-256 before it keeps it.
 """
 
 from __future__ import annotations
@@ -64,22 +64,24 @@ def find_dir(filesets: Iterable[Sequence[str]], dirs: Iterable[str | os.PathLike
     return None
 
 
-def fetch(name: str, files: dict[str, str], mirrors: Sequence[str]) -> Path:
-    """Download `files` ({filename: sha256}) from the first mirror that serves them into `cache_dir(name)`.
+def fetch(files: dict[str, str], mirrors: Sequence[str], folder: str | os.PathLike) -> Path:
+    """Download `files` ({filename: sha256}) from the first mirror that serves them all into `folder`.
 
-    Files already in the cache are kept. Returns the cache folder; when no mirror delivers every file, raises
-    the last mirror's error (`OSError`, `http.client.HTTPException` or a checksum `ValueError`).
+    Files already there are kept; each URL is printed before it is fetched. Returns `folder`; when no
+    mirror delivers every file, raises the last mirror's error (`OSError`, `http.client.HTTPException`
+    or a checksum `ValueError`).
     """
-    folder = cache_dir(name)
+    if not mirrors:
+        raise ValueError("fetch needs at least one mirror")
+    folder = Path(folder)
     error: Exception | None = None
     for base in mirrors:
         try:
             for filename, sha256 in files.items():
                 if not (folder / filename).is_file():
-                    print(f"[archzoo] downloading {base}{filename}", file=sys.stderr)
+                    print(f"[archzoo] downloading {base}{filename} -> {folder / filename}", file=sys.stderr)
                     download(base + filename, folder / filename, sha256)
             return folder
         except (OSError, ValueError, http.client.HTTPException) as e:
             error = e
-    assert error is not None, "fetch needs at least one mirror"
     raise error

@@ -2,12 +2,13 @@
 
 Both readers check what they read: an IDX file's magic number, dimensions and length, and a CIFAR
 batch through an unpickler that can build numpy arrays and nothing else, so a tampered batch file
-cannot run code.
+cannot run code. A file that is not what it should be raises `ValueError` naming it.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import pickle
@@ -72,13 +73,23 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def read_cifar_batch(path: str | os.PathLike) -> dict:
-    """Load one CIFAR python batch (`data_batch_1`, `test_batch`, `batches.meta`) as a dict with str keys.
+    """Load one CIFAR python batch file (`data_batch_1`, `test_batch`, `batches.meta`); see `parse_cifar_batch`."""
+    return parse_cifar_batch(Path(path).read_bytes(), str(path))
+
+
+def parse_cifar_batch(raw: bytes, where: str) -> dict:
+    """One CIFAR python batch, pickled, as a dict with str keys; `where` names it in errors.
 
     The batches were pickled by Python 2, so they are read with `encoding="bytes"` (keys such as
-    `b"data"`, `b"labels"`); the keys are decoded here, the values are left as stored.
+    `b"data"`, `b"labels"`); the keys are decoded here, the values are left as stored. Anything that
+    is not such a dict (truncated, empty, garbage, or a pickle that asks for code) raises `ValueError`
+    naming `where`; no pickled code ever runs.
     """
-    with open(path, "rb") as f:
-        batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+    try:
+        batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:  # corrupt bytes make the unpickler raise nearly any kind of error
+        reason = "the file is empty" if not raw else f"{type(e).__name__}: {e}"
+        raise ValueError(f"{where}: not a CIFAR python batch ({reason})") from e
     if not isinstance(batch, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
+        raise ValueError(f"{where}: not a CIFAR python batch (expected a pickled dict, got {type(batch).__name__})")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}

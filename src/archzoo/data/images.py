@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from .download import DatasetUnavailable, cache_dir, fetch, find_dir
-from .formats import read_cifar_batch, read_idx
+from .formats import parse_cifar_batch, read_idx
+from .registry import FileSource, register_dataset
 
 
 def first(dataset: TensorDataset, n: int) -> TensorDataset:
@@ -103,66 +103,75 @@ def _digits(test_size: int, seed: int) -> ImageData:
 # --- MNIST and Fashion-MNIST (IDX files) ------------------------------------------------------------
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_FILESETS = tuple(tuple(f + ext for f in _IDX_FILES) for ext in (".gz", ""))
 
-_IDX_SOURCES = {
-    "fashion-mnist": dict(
-        system_dir="/usr/share/datasets/fashion-mnist",
-        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                 "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
-        sha256=("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                 "Ankle boot"),
-        hint="on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist`; or ",
-    ),
-    "mnist": dict(
-        system_dir=None,
-        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-        sha256=("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-        classes=tuple(str(i) for i in range(10)),
-        hint="",
-    ),
+
+def _idx_source(sha256: tuple[str, ...], mirrors: tuple[str, ...], **kw) -> FileSource:
+    """The four IDX files, gzipped or raw; a fetch downloads the gzipped ones and checks their SHA-256."""
+    return FileSource(filesets=_IDX_FILESETS, files=dict(zip((f + ".gz" for f in _IDX_FILES), sha256)),
+                      mirrors=mirrors, **kw)
+
+
+FASHION_MNIST = _idx_source(
+    ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+     "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+     "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+     "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),                 # Debian's dataset-fashion-mnist
+    how_to_get="`make data`, or `sudo apt-get install dataset-fashion-mnist` on Debian/Ubuntu",
+)
+MNIST = _idx_source(
+    ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+     "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+     "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+)
+_IDX_CLASSES = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "mnist": tuple(str(i) for i in range(10)),
 }
 
 
-def load_idx_dataset(name: str, data_dir: str | os.PathLike | None = None) -> ImageData:
-    """MNIST or Fashion-MNIST (28x28 grey, 60,000 train / 10,000 test) from IDX files.
+def load_idx_folder(name: str, folder: str | os.PathLike) -> ImageData:
+    """MNIST or Fashion-MNIST (28x28 grey, 60,000 train / 10,000 test) from the four IDX files in `folder`.
 
-    Looked for in `data_dir` (or `data_dir/<name>`), then the Debian folder (Fashion-MNIST), then the
-    cache, else downloaded with SHA-256 checks; `DatasetUnavailable` says how to get it when all fail.
+    Images must be unsigned bytes and labels integers in 0..9; a file that is not raises `ValueError`
+    naming it.
     """
-    src = _IDX_SOURCES[name]
-    filesets = [tuple(f + ext for f in _IDX_FILES) for ext in (".gz", "")]
-    dirs = [data_dir, Path(data_dir) / name if data_dir else None, src["system_dir"], cache_dir(name)]
-    folder = find_dir(filesets, dirs)
-    if folder is None:
-        try:
-            folder = fetch(name, {f + ".gz": h for f, h in zip(_IDX_FILES, src["sha256"])}, src["mirrors"])
-        except Exception as e:
-            searched = ", ".join(str(d) for d in dirs if d)
-            raise DatasetUnavailable(
-                f"{name} not found (looked in {searched}) and the download failed ({e}). To get it: "
-                f"{src['hint']}put the four IDX files ({', '.join(f + '.gz' for f in _IDX_FILES)}) from "
-                f"{src['mirrors'][0]} in a folder and pass --data-dir FOLDER") from e
-    return replace(_idx_dataset(name, str(folder.resolve())))
+    return replace(_idx_dataset(name, str(Path(folder).resolve())))
 
 
 @functools.lru_cache(maxsize=4)
 def _idx_dataset(name: str, folder: str) -> ImageData:
+    classes = _IDX_CLASSES[name]
+
     def read(stem):
         path = Path(folder) / (stem + ".gz")
-        return read_idx(path if path.is_file() else Path(folder) / stem)
+        path = path if path.is_file() else Path(folder) / stem
+        return path, read_idx(path)
 
-    x_tr, y_tr, x_te, y_te = (read(f) for f in _IDX_FILES)
-    for x, y in ((x_tr, y_tr), (x_te, y_te)):
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise ValueError(f"{folder}: expected images (N, H, W) and labels (N,), got {x.shape} and {y.shape}")
-    return _image_data(name, x_tr[:, None], y_tr, x_te[:, None], y_te, _IDX_SOURCES[name]["classes"])
+    (px_tr, x_tr), (py_tr, y_tr), (px_te, x_te), (py_te, y_te) = (read(f) for f in _IDX_FILES)
+    for (px, x), (py, y) in (((px_tr, x_tr), (py_tr, y_tr)), ((px_te, x_te), (py_te, y_te))):
+        if x.ndim != 3 or x.dtype != np.uint8:
+            raise ValueError(f"{px}: expected images (N, H, W) of unsigned bytes, got {x.shape} of {x.dtype}")
+        check_labels(py, y, len(classes))
+        if len(x) != len(y):
+            raise ValueError(f"{px} holds {len(x)} images but {py} holds {len(y)} labels")
+    return _image_data(name, x_tr[:, None], y_tr, x_te[:, None], y_te, classes)
+
+
+def check_labels(where: str | os.PathLike, y: np.ndarray, num_classes: int) -> None:
+    """Labels read from `where` must be a 1-D integer array in 0..num_classes-1; else `ValueError` naming the file."""
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{where}: expected labels (N,) of integers, got {y.shape} of {y.dtype}")
+    bad = y[(y < 0) | (y >= num_classes)]
+    if bad.size:
+        raise ValueError(f"{where}: label {int(bad[0])} out of range for {num_classes} classes "
+                         f"(expected 0..{num_classes - 1}; {bad.size} such labels)")
 
 
 # --- CIFAR-10 (python pickle batches) --------------------------------------------------------------
@@ -170,61 +179,62 @@ def _idx_dataset(name: str, folder: str) -> ImageData:
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 _CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
-_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
-_CIFAR_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+
+CIFAR10 = FileSource(
+    filesets=(_CIFAR_FILES, tuple(f"{_CIFAR_DIR}/{f}" for f in _CIFAR_FILES), (_CIFAR_ARCHIVE,)),
+    files={_CIFAR_ARCHIVE: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
+    mirrors=("https://www.cs.toronto.edu/~kriz/",),
+)
 
 
-def load_cifar10(data_dir: str | os.PathLike | None = None) -> ImageData:
-    """CIFAR-10 (32x32 RGB, 50,000 train / 10,000 test) from the python batches.
-
-    Looked for in `data_dir` (the `cifar-10-batches-py` folder, its parent, or a folder holding
-    `cifar-10-python.tar.gz`), then the cache, else the archive is downloaded with a SHA-256 check.
-    """
-    parents = [Path(data_dir) if data_dir else None, cache_dir("cifar10")]
-    dirs = [d / sub if d else None for d in parents for sub in ("", _CIFAR_DIR)]
-    folder = find_dir([_CIFAR_FILES], dirs)
-    if folder is None:
-        archive = next((d / _CIFAR_ARCHIVE for d in parents if d and (d / _CIFAR_ARCHIVE).is_file()), None)
-        try:
-            if archive is None:
-                archive = fetch("cifar10", {_CIFAR_ARCHIVE: _CIFAR_SHA256}, [_CIFAR_URL]) / _CIFAR_ARCHIVE
-        except Exception as e:
-            searched = ", ".join(str(d) for d in dirs if d)
-            raise DatasetUnavailable(
-                f"cifar10 not found (looked in {searched}) and the download failed ({e}). To get it: download "
-                f"{_CIFAR_URL}{_CIFAR_ARCHIVE}, unpack it and pass --data-dir FOLDER (the {_CIFAR_DIR} folder "
-                "or its parent)") from e
-        folder = _extract_cifar(archive, cache_dir("cifar10") / _CIFAR_DIR)
-    return replace(_cifar10(str(folder.resolve())))
+def load_cifar10_folder(folder: str | os.PathLike) -> ImageData:
+    """CIFAR-10 (32x32 RGB, 50,000 train / 10,000 test) from `folder`: its python batches, the same in
+    `folder/cifar-10-batches-py`, or `folder/cifar-10-python.tar.gz` (read in memory, never unpacked)."""
+    return replace(_cifar10(str(Path(folder).resolve())))
 
 
-def _extract_cifar(archive: Path, dest: Path) -> Path:
-    """Copy the batch files out of the archive by name only, so no member path can escape `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():
-            path = Path(member.name)
-            if member.isfile() and path.parent.name == _CIFAR_DIR and path.name in _CIFAR_FILES:
-                (dest / path.name).write_bytes(tar.extractfile(member).read())
-    missing = [f for f in _CIFAR_FILES if not (dest / f).is_file()]
+def _cifar_batches(folder: Path) -> dict[str, tuple[str, bytes]]:
+    """{batch name: (where it was read, its bytes)} from the batch files or from the archive."""
+    for sub in (folder, folder / _CIFAR_DIR):
+        if all((sub / f).is_file() for f in _CIFAR_FILES):
+            return {f: (str(sub / f), (sub / f).read_bytes()) for f in _CIFAR_FILES}
+    archive = folder / _CIFAR_ARCHIVE
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers()
+                       if m.isfile() and Path(m.name).parent.name == _CIFAR_DIR and Path(m.name).name in _CIFAR_FILES}
+            batches = {f: (f"{archive}:{m.name}", tar.extractfile(m).read()) for f, m in members.items()}
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ValueError(f"{archive}: not a readable tar.gz archive ({e})") from e
+    missing = [f for f in _CIFAR_FILES if f not in batches]
     if missing:
         raise ValueError(f"{archive}: not a CIFAR-10 python archive, {', '.join(missing)} missing")
-    return dest
+    return batches
 
 
 @functools.lru_cache(maxsize=2)
 def _cifar10(folder: str) -> ImageData:
+    batches = _cifar_batches(Path(folder))
+    meta_where, meta_raw = batches["batches.meta"]
+    names = parse_cifar_batch(meta_raw, meta_where).get("label_names")
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"{meta_where}: expected a list of label_names, got {type(names).__name__}")
+    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
     def read(stem):
-        batch = read_cifar_batch(Path(folder) / stem)
-        x, y = np.asarray(batch["data"], dtype=np.uint8), np.asarray(batch["labels"], dtype=np.int64)
-        if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
-            raise ValueError(f"{folder}/{stem}: expected data (N, 3072) and labels (N,), got {x.shape}, {y.shape}")
+        where, raw = batches[stem]
+        batch = parse_cifar_batch(raw, where)
+        if "data" not in batch or "labels" not in batch:
+            raise ValueError(f"{where}: expected a batch with 'data' and 'labels', got keys {sorted(batch)}")
+        x, y = np.asarray(batch["data"]), np.asarray(batch["labels"])
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
+            raise ValueError(f"{where}: expected data (N, 3072) of unsigned bytes and labels (N,), got {x.shape} "
+                             f"of {x.dtype} and {y.shape}")
+        check_labels(where, y, len(classes))
         return x.reshape(-1, 3, 32, 32), y                              # rows are R(1024) G(1024) B(1024)
 
     train = [read(f) for f in _CIFAR_FILES[:5]]
     x_te, y_te = read("test_batch")
-    names = read_cifar_batch(Path(folder) / "batches.meta")["label_names"]
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     return _image_data("cifar10", np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
                        x_te, y_te, classes)
 
@@ -241,7 +251,6 @@ def load_image_folder(path: str | os.PathLike, img_size: int | tuple[int, int] =
     Classes are the sub-folder names in sorted order. `in_chans` is 1 (grey) or 3 (RGB); by default
     3 if any image has colour, else 1. An alpha channel is dropped.
     """
-    from skimage.io import imread
     from skimage.util import img_as_float32
     from sklearn.model_selection import train_test_split
 
@@ -252,9 +261,9 @@ def load_image_folder(path: str | os.PathLike, img_size: int | tuple[int, int] =
     if not files:
         raise ValueError(f"{root}: expected images in {root}/<class>/*.png (or {', '.join(IMAGE_EXTENSIONS)}), "
                          "found none")
-    images = [img_as_float32(imread(f)) for f, _ in files]
+    images = [img_as_float32(_read_image(f)) for f, _ in files]
     if in_chans is None:
-        in_chans = 3 if any(im.ndim == 3 for im in images) else 1
+        in_chans = 3 if any(im.ndim == 3 and im.shape[-1] >= 3 for im in images) else 1
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
@@ -267,11 +276,24 @@ def load_image_folder(path: str | os.PathLike, img_size: int | tuple[int, int] =
     return _image_data(root.name, x_tr, y_tr, x_te, y_te, classes)
 
 
+def _read_image(path: Path) -> np.ndarray:
+    """One image file as an array; a file that is not a readable image raises `ValueError` naming it."""
+    from skimage.io import imread
+
+    try:
+        return imread(path)
+    except Exception as e:  # the image plug-ins raise many kinds (SyntaxError, OSError, ValueError...) on bad bytes
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
+
+
 def _to_chw(im: np.ndarray, size: tuple[int, int], in_chans: int) -> np.ndarray:
-    """A float image (H, W) or (H, W, 3|4) as (in_chans, *size) in [0, 1]; alpha is dropped."""
+    """A float image (H, W), (H, W, 2) (grey + alpha) or (H, W, 3|4) as (in_chans, *size) in [0, 1]; alpha is
+    dropped."""
     from skimage.color import gray2rgb, rgb2gray
     from skimage.transform import resize
 
+    if im.ndim == 3 and im.shape[-1] <= 2:
+        im = im[..., 0]
     if im.ndim == 3:
         im = im[..., :3]
         im = rgb2gray(im) if in_chans == 1 else im
@@ -279,3 +301,13 @@ def _to_chw(im: np.ndarray, size: tuple[int, int], in_chans: int) -> np.ndarray:
         im = gray2rgb(im)
     im = resize(im, size, anti_aliasing=True).reshape(*size, in_chans)
     return np.clip(im, 0, 1).astype(np.float32).transpose(2, 0, 1)
+
+
+register_dataset("digits", load_digits, kind="image",
+                 description="scikit-learn's 1,797 handwritten 8x8 digits, 10 classes (ships with scikit-learn)")
+register_dataset("fashion-mnist", functools.partial(load_idx_folder, "fashion-mnist"), kind="image",
+                 description="Zalando's 70,000 28x28 grey images of clothes, 10 classes", source=FASHION_MNIST)
+register_dataset("mnist", functools.partial(load_idx_folder, "mnist"), kind="image",
+                 description="LeCun's 70,000 28x28 handwritten digits, 10 classes", source=MNIST)
+register_dataset("cifar10", load_cifar10_folder, kind="image",
+                 description="60,000 32x32 colour images, 10 classes (the python batches)", source=CIFAR10)

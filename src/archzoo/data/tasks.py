@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from .registry import register_dataset
+
 IGNORE_INDEX = -100
 PAD, SEP = 0, 1
 
@@ -236,13 +238,20 @@ class _Spec:
     default_n: tuple[int, int]             # (n_train, n_test)
 
 
+    description: str
+
+
 TASKS = {
-    "copy": _Spec(make_copy, lambda p: p["num_symbols"] + 2, None, True, (2000, 500)),
-    "duplication": _Spec(make_duplication, lambda p: p["num_symbols"] + 1, None, True, (2000, 500)),
+    "copy": _Spec(make_copy, lambda p: p["num_symbols"] + 2, None, True, (2000, 500),
+                  "copy the symbols before a separator into the blanks after it (per token)"),
+    "duplication": _Spec(make_duplication, lambda p: p["num_symbols"] + 1, None, True, (2000, 500),
+                         "Reformer's `0 w 0 w`: predict the second half (causal, per token)"),
     "associative_recall": _Spec(make_associative_recall, lambda p: 1 + p["num_keys"] + p["num_values"], None, False,
-                                (2000, 500)),
-    "listops": _Spec(make_listops, lambda p: len(LISTOPS_VOCAB), 10, False, (500, 100)),
-    "retrieval": _Spec(make_retrieval, lambda p: p["num_symbols"] + 2, 2, False, (2000, 500)),
+                                (2000, 500), "key-value pairs, then a key: recall its value"),
+    "listops": _Spec(make_listops, lambda p: len(LISTOPS_VOCAB), 10, False, (500, 100),
+                     "Long Range Arena's ListOps: evaluate nested MAX/MIN/MED/SM expressions (10 classes)"),
+    "retrieval": _Spec(make_retrieval, lambda p: p["num_symbols"] + 2, 2, False, (2000, 500),
+                       "do two documents share a planted motif (2 classes)"),
 }
 
 
@@ -258,7 +267,8 @@ def load_task(name: str, length: int = 256, n_train: int | None = None, n_test: 
                 if p.default is not inspect.Parameter.empty and k != "seed"}
     unknown = set(task_kw) - set(defaults)
     if unknown:
-        raise TypeError(f"{name} takes no argument(s) {sorted(unknown)}; it takes {sorted(defaults)}")
+        raise ValueError(f"{name} takes no option(s) {sorted(unknown)}; it takes "
+                         f"{sorted(['length', 'n_train', 'n_test', 'seed', *defaults])}")
     x, y = _generate(spec.make, n_train + n_test, length, seed, tuple(sorted(task_kw.items())))
     vocab_size = spec.vocab_size({**defaults, **task_kw})
     return SequenceTask(name, TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[n_train:], y[n_train:]),
@@ -269,3 +279,8 @@ def load_task(name: str, length: int = 256, n_train: int | None = None, n_test: 
 def _generate(make: Callable, n: int, length: int, seed: int, kw: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = make(n, length, seed, **dict(kw))
     return torch.from_numpy(x), torch.from_numpy(y)
+
+
+for _name, _spec in TASKS.items():
+    register_dataset(_name, functools.partial(load_task, _name), kind="sequence",
+                     description=f"generated, seeded: {_spec.description}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .registry import register_dataset
 
 
 class CharTokenizer:
@@ -109,9 +112,15 @@ def load_text(source: str | os.PathLike = "pydoc", val_fraction: float = 0.1) ->
             name, text = path.stem, path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: not UTF-8 text ({e})") from e
+        if not text:
+            raise ValueError(f"{path}: the text file is empty, expected UTF-8 text to model")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     tokenizer = CharTokenizer(text)
     ids = tokenizer.encode(text)
     n_train = int(len(ids) * (1 - val_fraction))
     return TextData(name, ids[:n_train], ids[n_train:], tokenizer)
+
+
+register_dataset("pydoc", functools.partial(load_text, "pydoc"), kind="text",
+                 description="CPython's documentation topics, ~465 kB of English, character level (ships with Python)")

@@ -3,10 +3,12 @@
     @claim(paper="resnet", statement="...", criterion="...", quick=dict(steps=20, seeds=1), full=dict(...))
     def degradation(cfg, ctx) -> ClaimResult: ...
 
-`run_claim` runs one in `quick` or `full` mode over its seeds and writes
-`<claim>.json` (config, metrics, criterion, passed, versions, wall time) and
-`<claim>.png`: full runs into `results/<slug>/`, quick runs into `runs/<slug>/`
-(git-ignored), never into `results/`.
+`run_claim` runs one in `quick`, `demo` or `full` mode over its seeds and writes
+`<claim>.json` (config, metrics, criterion, passed, datasets and substitutes,
+versions, provenance: git commit, threads, load; wall time) and `<claim>.png`:
+full runs into `results/<slug>/`, quick runs into `runs/<slug>/` (git-ignored),
+never into `results/`. Quick and demo runs may substitute a fallback data set
+(`ctx.dataset(name, fallback=...)`), and then say so; full runs never do.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 
 from ..fileio import atomic_write
 from ..registry import Claim, get_claim, register_claim, repo_root, results_dir
+from .provenance import load_average, provenance_start
 
 
 @dataclass
@@ -86,9 +89,15 @@ class ClaimContext:
     mode: str = "quick"
     progress: bool = True
     datasets_used: dict = field(default_factory=dict)
+    substitutes: dict = field(default_factory=dict)     # {dataset asked for: the fallback that ran instead}
 
     def dataset(self, name: str, fallback: str | None = None, **kw):
-        """Load `name` (see `archzoo.data.load_dataset`); if unavailable, load `fallback` and record it."""
+        """Load `name` (see `archzoo.data.load_dataset`); if it is unavailable, `fallback` in quick and demo runs.
+
+        A substitute is never silent: it is recorded (`substitutes` in the record, `PASS (on digits)` in
+        the verdict, a banner after the run). A full run never substitutes: its record is evidence about
+        `name`, so it raises `DatasetUnavailable` here, before anything trains.
+        """
         from ..data import DatasetUnavailable, load_dataset
 
         try:
@@ -96,8 +105,12 @@ class ClaimContext:
         except DatasetUnavailable as e:
             if fallback is None:
                 raise
-            print(f"[archzoo] {name} unavailable ({e}); falling back to {fallback}", file=sys.stderr)
+            if self.mode == "full":
+                raise DatasetUnavailable(f"a full run needs {name} itself and never substitutes {fallback} (use "
+                                         f"--quick to try the pipeline on {fallback}): {e}") from e
+            print(f"[archzoo] {name} unavailable; this {self.mode} run uses {fallback} instead", file=sys.stderr)
             data = load_dataset(fallback, **kw)
+            self.substitutes[name] = fallback
         self.datasets_used[name] = getattr(data, "name", name)
         return data
 
@@ -154,6 +167,28 @@ def _jsonable(obj):
     return obj
 
 
+def verdict(record: dict) -> str:
+    """`PASS` or `FAIL`, and `(on digits)` when the run used a substitute data set."""
+    text = "PASS" if record["passed"] else "FAIL"
+    used = sorted(set(record.get("substitutes", {}).values()))
+    return f"{text} (on {', '.join(used)})" if used else text
+
+
+def substitute_banner(record: dict) -> str:
+    """The lines that say, after a run, that it ran on substitute data and what its verdict is then about."""
+    subs = record["substitutes"]
+    swaps = ", ".join(f"{used} instead of {asked}" for asked, used in subs.items())
+    used = ", ".join(sorted(set(subs.values())))
+    rule = "!" * 100
+    return "\n".join([
+        rule,
+        f"!! {record['paper']}.{record['claim']} ({record['mode']}) ran on SUBSTITUTE data: {swaps}.",
+        f"!! Its verdict, {verdict(record)}, is about {used}, not about the claim's own data set.",
+        *(f"!! To get {asked}: `archzoo data where {asked}` says where it is looked for and how." for asked in subs),
+        rule,
+    ])
+
+
 def runs_dir() -> Path:
     root = repo_root()
     return (root if root is not None else Path.cwd()) / "runs"
@@ -181,10 +216,12 @@ def run_claim(slug: str, name: str, mode: str = "quick", *, seeds: int | None = 
         cfg.__dict__[k] = v
     official = mode == "full" and seeds is None and not overrides
     ctx = ClaimContext(device=resolve_device(device), data_dir=data_dir, mode=mode, progress=progress)
+    provenance = provenance_start(repo_root())
     seed_everything(0)
     t0 = time.time()
     result = c.fn(cfg, ctx)
     wall = time.time() - t0
+    provenance["load_avg_end"] = load_average()
     if not isinstance(result, ClaimResult):
         raise TypeError(f"claim {slug}.{name} must return a ClaimResult, got {type(result).__name__}")
     if out_dir is None:
@@ -194,7 +231,8 @@ def run_claim(slug: str, name: str, mode: str = "quick", *, seeds: int | None = 
         "paper": slug, "claim": name, "statement": c.statement, "criterion": c.criterion,
         "mode": mode, "config": _jsonable(cfg.to_dict()), "metrics": _jsonable(result.metrics),
         "passed": bool(result.passed), "notes": result.notes, "datasets": ctx.datasets_used,
-        "device": str(ctx.device), "wall_time_s": round(wall, 1), "versions": versions(),
+        "substitutes": ctx.substitutes, "device": str(ctx.device), "wall_time_s": round(wall, 1),
+        "versions": versions(), "provenance": provenance,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "figure": f"{name}.png" if result.figure is not None else None,
     }
@@ -207,4 +245,7 @@ def run_claim(slug: str, name: str, mode: str = "quick", *, seeds: int | None = 
     atomic_write(out_dir / f"{name}.json",
                   lambda p: Path(p).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n"))
     record["path"] = str(out_dir / f"{name}.json")
+    if ctx.substitutes:                 # after the progress bars have closed, where it cannot scroll away among them
+        sys.stdout.flush()
+        print(substitute_banner(record), file=sys.stderr, flush=True)
     return record

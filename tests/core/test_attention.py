@@ -88,6 +88,16 @@ def test_bad_inputs_raise_value_errors(attn):
         attn(x, context=torch.randn(B, M, DIM, dtype=torch.float64), causal=True)
 
 
+def test_inputs_are_cast_to_the_parameters_dtype_except_under_autocast():
+    from archzoo.core import attention_inputs
+
+    x, context = torch.randn(B, N, DIM, dtype=torch.float64), torch.randn(B, M, DIM, dtype=torch.float64)
+    q, kv = attention_inputs(x, context, None, False, DIM, dtype=torch.float32)
+    assert q.dtype == kv.dtype == torch.float32 and torch.equal(q, x.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attention_inputs(x, None, None, False, DIM, dtype=torch.float32)[0] is x
+
+
 def test_attention_dropout_acts_in_training_only():
     torch.manual_seed(0)
     attn, x = FullAttention(DIM, heads=2, dim_head=8, dropout=0.5), torch.randn(B, N, DIM)

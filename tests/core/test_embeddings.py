@@ -4,7 +4,38 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archzoo.core import LearnedPositionalEmbedding, PatchEmbed, SinusoidalPositionalEmbedding, sincos_2d
+from archzoo.core import (
+    LearnedPositionalEmbedding,
+    PatchEmbed,
+    SinusoidalPositionalEmbedding,
+    TokenEmbedding,
+    sincos_2d,
+)
+
+
+def test_token_embedding_is_nn_embedding_for_ids_of_any_integer_dtype():
+    torch.manual_seed(0)
+    emb = TokenEmbedding(256, 4)
+    ids = torch.tensor([[0, 7, 255], [3, 3, 128]])
+    expected = F.embedding(ids, emb.weight)
+    for dtype in (torch.int64, torch.int32, torch.uint8):
+        torch.testing.assert_close(emb(ids.to(dtype)), expected)
+    assert list(emb.state_dict()) == list(torch.nn.Embedding(256, 4).state_dict())     # loads old checkpoints
+
+
+@pytest.mark.parametrize("ids, message", [
+    (torch.tensor([[1, 2, 10]]), r"must be in \[0, 10\) \(vocab_size=10\), got min id 1 and max id 10"),
+    (torch.tensor([[-4, 2, 12]]), r"got min id -4 and max id 12"),
+    (torch.tensor([[1.0, 2.0]]), r"expected integer token ids in \[0, 10\), got torch.float32"),
+    (torch.tensor([[True]]), r"got torch.bool"),
+])
+def test_token_embedding_rejects_ids_outside_the_vocabulary_naming_them(ids, message):
+    with pytest.raises(ValueError, match=message):
+        TokenEmbedding(10, 4)(ids)
+
+
+def test_token_embedding_of_no_ids_is_empty():
+    assert TokenEmbedding(10, 4)(torch.zeros(0, 3, dtype=torch.long)).shape == (0, 3, 4)
 
 
 def test_learned_embedding_adds_one_vector_per_position():

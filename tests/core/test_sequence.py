@@ -37,6 +37,15 @@ def test_bad_input():
         SequenceTransformer(10, 3, positional="rotary")
 
 
+def test_a_sequence_classifier_needs_a_token_and_a_per_token_model_maps_none_to_none():
+    pooled = SequenceTransformer(10, 3, dim=16, depth=1, max_len=8, per_token=False)
+    with pytest.raises(ValueError, match=r"at least one token, got shape \(2, 0\)"):
+        pooled(torch.zeros(2, 0, dtype=torch.long))              # mean over no token: NaN before
+    per_token = SequenceTransformer(10, 3, dim=16, depth=1, max_len=8, causal=True)
+    assert per_token(torch.zeros(2, 0, dtype=torch.long)).shape == (2, 0, 3)
+    assert pooled(torch.zeros(0, 5, dtype=torch.long)).shape == (0, 3)
+
+
 def test_learns_the_copy_task():
     task = load_dataset("copy", length=9, n_train=2000, n_test=200, seed=0)
     torch.manual_seed(0)

@@ -78,6 +78,16 @@ def test_bad_configurations_raise_value_errors():
         Transformer(DIM, 1)(torch.randn(2, N))
 
 
+def test_float64_input_and_context_compute_as_float32_in_a_float32_stack():
+    torch.manual_seed(0)
+    model = Transformer(DIM, depth=1, heads=2, dim_head=8, cross_attention=True)
+    x, context = torch.randn(2, N, DIM), torch.randn(2, 3, DIM)
+    expected = model(x, context=context)
+    torch.testing.assert_close(model(x.double(), context=context.double()), expected)
+    with pytest.raises(ValueError, match="expected a float tensor, got torch.int64"):
+        model(torch.ones(2, N, DIM, dtype=torch.long), context=context)
+
+
 def test_post_norm_stack_has_no_final_norm():
     assert isinstance(Transformer(DIM, 1, norm="post").norm, nn.Identity)
     assert isinstance(Transformer(DIM, 1, norm="pre").norm, nn.LayerNorm)

@@ -1,13 +1,21 @@
 """Blocks shared by three or more papers: shape checks, the attention protocol and full attention, the
-Transformer with pluggable attention and feed-forward layers, MLPs, and patch and positional embeddings."""
+Transformer with pluggable attention and feed-forward layers, MLPs, and token, patch and positional embeddings."""
 
-from .attention import FullAttention, MapSelfAttention, attention_inputs
+from .attention import FullAttention, MapSelfAttention, attention_inputs, cast_floating
 from .checks import check_shape
-from .embeddings import LearnedPositionalEmbedding, PatchEmbed, SinusoidalPositionalEmbedding, sincos_2d
+from .embeddings import (
+    LearnedPositionalEmbedding,
+    PatchEmbed,
+    SinusoidalPositionalEmbedding,
+    TokenEmbedding,
+    check_token_ids,
+    sincos_2d,
+)
 from .mlp import MLP, FeedForward, build_feedforward, register_feedforward
 from .sequence import SequenceTransformer, token_accuracy
 from .transformer import Transformer, TransformerBlock
 
-__all__ = ["check_shape", "FullAttention", "MapSelfAttention", "attention_inputs", "Transformer", "TransformerBlock",
-           "MLP", "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding", "sincos_2d",
-           "PatchEmbed", "build_feedforward", "register_feedforward", "SequenceTransformer", "token_accuracy"]
+__all__ = ["check_shape", "FullAttention", "MapSelfAttention", "attention_inputs", "cast_floating", "Transformer",
+           "TransformerBlock", "MLP", "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding",
+           "sincos_2d", "PatchEmbed", "TokenEmbedding", "check_token_ids", "build_feedforward", "register_feedforward",
+           "SequenceTransformer", "token_accuracy"]

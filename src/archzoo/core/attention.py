@@ -13,6 +13,9 @@ An attention is an `nn.Module` registered with `@register_attention(name, paper=
   True = keep (a real token), False = padding that no query may attend to.
 - `causal=True`: query i attends only to keys j <= i (decoder self-attention).
 - `dropout` is dropout on the attention weights, applied in training only.
+- Floating inputs of another dtype are cast to the parameters' dtype (float64 into a float32 layer computes in
+  float32), by `attention_inputs`, which every attention calls first to check its arguments.
+- Batch 0 gives an empty output; so does length 0 where the method has a meaning for it, else a `ValueError`.
 - A variant that its paper defines without causal masking, padding masks or cross-attention raises a
   `ValueError` saying so; it never silently ignores the argument.
 
@@ -30,24 +33,35 @@ from ..registry import register_attention
 from .checks import check_shape
 
 
-def attention_inputs(x: Tensor, context: Tensor | None, mask: Tensor | None, causal: bool, dim: int,
-                     context_dim: int | None = None) -> Tensor:
-    """Check the protocol's arguments (shapes, mask dtype, causal needs N keys) and return the key/value source.
+def cast_floating(t: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+    """`t` in `dtype` (a layer's parameter dtype) when it is floating point, so that a float64 or float16 input runs a
+    float32 layer as a float32 input does. Unchanged: None, non-floating tensors, `dtype=None`, and any tensor under
+    autocast, which picks each op's dtype itself."""
+    if (t is None or dtype is None or not t.is_floating_point() or t.dtype == dtype
+            or torch.is_autocast_enabled(t.device.type)):
+        return t
+    return t.to(dtype)
 
-    x (B, N, dim), context (B, M, context_dim) or None, mask (B, N_kv) bool or None -> kv: `context` or `x`.
-    Raises ValueError naming the expected and received shapes.
+
+def attention_inputs(x: Tensor, context: Tensor | None, mask: Tensor | None, causal: bool, dim: int,
+                     context_dim: int | None = None, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """Check the protocol's arguments (shapes, dtypes, causal needs N keys); return `x` and the key/value source.
+
+    x (B, N, dim) and context (B, M, context_dim) or None, floating point; mask (B, N_kv) bool or None.
+    Returns (x, kv), kv = `context` or `x`, both cast to `dtype` (the layer's parameter dtype, see
+    `cast_floating`) when it is given. Raises ValueError naming the expected and received shapes or dtypes.
     """
-    b, n = check_shape(x, "B N D", D=dim)["B"], x.shape[1]
-    kv = x
+    b, n = check_shape(x, "B N D", dtype="float", D=dim)["B"], x.shape[1]
+    x = kv = cast_floating(x, dtype)
     if context is not None:
-        check_shape(context, "B M D", name="context", B=b, D=context_dim or dim)
-        kv = context
+        check_shape(context, "B M D", name="context", dtype="float", B=b, D=context_dim or dim)
+        kv = cast_floating(context, dtype)
     m = kv.shape[1]
     if causal and m != n:
         raise ValueError(f"causal attention needs as many keys as queries; got {n} queries and {m} context tokens")
     if mask is not None:
         check_shape(mask, "B N_kv", name="mask", dtype="bool", B=b, N_kv=m)
-    return kv
+    return x, kv
 
 
 @register_attention("full")
@@ -80,7 +94,7 @@ class FullAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
-        kv = attention_inputs(x, context, mask, causal, self.dim, self.context_dim)
+        x, kv = attention_inputs(x, context, mask, causal, self.dim, self.context_dim, self.to_out.weight.dtype)
         n, m = x.shape[1], kv.shape[1]
 
         q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)      # (B, H, N, d)

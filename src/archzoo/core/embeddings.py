@@ -1,4 +1,4 @@
-"""Positional and patch embeddings shared by the sequence and vision papers."""
+"""Token, positional and patch embeddings shared by the sequence and vision papers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,33 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .checks import check_shape
+
+
+def check_token_ids(ids, vocab_size: int, name: str = "ids") -> None:
+    """Raise a ValueError unless `ids` is an integer tensor of token ids in [0, vocab_size).
+
+    The message names the vocabulary size and the smallest and largest id received, where `nn.Embedding` raises
+    an IndexError ("index out of range in self") on the CPU and a device-side assert on CUDA.
+    """
+    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"{name}: expected integer token ids in [0, {vocab_size}), got {got}")
+    if ids.numel():
+        low, high = (int(t) for t in torch.aminmax(ids))
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"{name}: token ids must be in [0, {vocab_size}) (vocab_size={vocab_size}), "
+                             f"got min id {low} and max id {high}")
+
+
+class TokenEmbedding(nn.Embedding):
+    """`nn.Embedding` for token ids that checks them first (`check_token_ids`): a ValueError naming the vocabulary
+    size and the offending ids instead of an IndexError. Any integer dtype is accepted (uint8 bytes, int32).
+    Parameters and state-dict keys are `nn.Embedding`'s (`weight`, (vocab_size, dim)).
+    """
+
+    def forward(self, ids: Tensor) -> Tensor:                 # (B, N) -> (B, N, dim)
+        check_token_ids(ids, self.num_embeddings)
+        return super().forward(ids.long())
 
 
 class LearnedPositionalEmbedding(nn.Module):

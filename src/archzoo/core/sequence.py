@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_shape
-from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
+from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding, TokenEmbedding
 from .transformer import Transformer
 
 
@@ -32,6 +32,9 @@ class SequenceTransformer(nn.Module):
       (`mask`, True = real token; default: tokens != `pad_id` when `pad_id` is set, else all).
     - Token 0 is padding in every generated task of `archzoo.data`; `pad_id=None` (default) keeps every
       position, since the copy task's blanks are 0s that must be attended to.
+    - Ids outside [0, vocab_size) raise a ValueError naming them (`core.TokenEmbedding`). A batch of 0 sequences
+      gives an empty output; so do sequences of 0 tokens with per-token outputs, while a sequence classifier
+      raises a ValueError for them (there is nothing to pool).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, *, dim: int = 64, depth: int = 2, heads: int = 4,
@@ -44,7 +47,7 @@ class SequenceTransformer(nn.Module):
             raise ValueError(f"positional must be 'learned', 'sinusoidal' or 'none', got {positional!r}")
         self.vocab_size, self.num_classes, self.max_len = vocab_size, num_classes, max_len
         self.causal, self.per_token, self.pad_id = causal, per_token, pad_id
-        self.embed = nn.Embedding(vocab_size, dim)
+        self.embed = TokenEmbedding(vocab_size, dim)
         self.pos = {"learned": lambda: LearnedPositionalEmbedding(max_len, dim),
                     "sinusoidal": lambda: SinusoidalPositionalEmbedding(dim, max_len),
                     "none": nn.Identity}[positional]()
@@ -53,7 +56,9 @@ class SequenceTransformer(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward_features(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        check_shape(ids, "B N", name="ids", dtype="int")
+        n = check_shape(ids, "B N", name="ids")["N"]         # the ids themselves are checked by `embed`
+        if n == 0 and not self.per_token:
+            raise ValueError(f"ids: classifying a sequence needs at least one token, got shape {tuple(ids.shape)}")
         if mask is None and self.pad_id is not None:
             mask = ids != self.pad_id
         if mask is not None and bool(mask.all()):

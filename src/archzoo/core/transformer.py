@@ -14,7 +14,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ..registry import get_attention
-from .attention import FullAttention
+from .attention import FullAttention, cast_floating
 from .checks import check_shape
 from .mlp import build_feedforward
 
@@ -103,7 +103,10 @@ class Transformer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False, context: Tensor | None = None,
                 context_mask: Tensor | None = None) -> Tensor:
-        check_shape(x, "B N D", D=self.dim)
+        check_shape(x, "B N D", dtype="float", D=self.dim)
+        weight = next(self.parameters(), None)                 # float64 input into a float32 stack: computed in float32
+        if weight is not None:
+            x, context = cast_floating(x, weight.dtype), cast_floating(context, weight.dtype)
         for block in self.blocks:
             x = block(x, mask=mask, causal=causal, context=context, context_mask=context_mask)
         return self.norm(x)                                    # (B, N, dim)

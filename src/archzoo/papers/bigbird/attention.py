@@ -100,13 +100,15 @@ class BigBirdAttention(nn.Module):
 
     `block_size` tokens per block (64 in the paper's base models, App. E), `window_blocks` = w = 3,
     `num_random_blocks` = r = 3, first and last block global. The random plan is drawn per head from `seed`
-    (default: drawn from torch's generator at construction, so each layer gets its own graph), once per number of
-    blocks, and is fixed thereafter, as in the paper's static sparse graph; `seed` is a buffer, so a saved model
-    reloads with the same graph. `set_random_plan(plan)` installs an external plan (e.g. Hugging Face's).
+    (default: drawn from torch's CPU generator at construction, so each layer gets its own graph, also when the
+    model is built on the meta device), once per number of blocks, and is fixed thereafter, as in the paper's
+    static sparse graph; `seed` is a buffer, so a saved model reloads with the same graph. `set_random_plan(plan)`
+    installs an external plan (e.g. Hugging Face's).
 
     A sequence whose length is not a multiple of `block_size` is padded at the end with masked keys, as the
     authors' code pads to a multiple of the block size. `mask` (B, N) is a padding mask (True = real token):
-    padded keys get no weight. A query whose keys are all padded outputs zero, as in `core.FullAttention`.
+    padded keys get no weight. A query whose keys are all padded outputs zero, as in `core.FullAttention`; an empty
+    sequence (N = 0) gives an empty output.
 
     The paper defines this pattern for encoder self-attention only (Sec. 4, encoder-decoder tasks: sparse
     attention in the encoder, full attention in the decoder), so `causal=True` and a `context`
@@ -129,8 +131,8 @@ class BigBirdAttention(nn.Module):
         self.to_k = nn.Linear(dim, inner, bias=False)           # K_h
         self.to_v = nn.Linear(dim, inner, bias=False)           # V_h
         self.to_out = nn.Linear(inner, dim)                     # output projection
-        if seed is None:
-            seed = int(torch.randint(2**31 - 1, ()))
+        if seed is None:                # torch's CPU generator, also when built on the meta device (archzoo models)
+            seed = int(torch.randint(2**31 - 1, (), device="cpu"))
         self.register_buffer("seed", torch.tensor(seed, dtype=torch.long))
         self._plans: dict[tuple[int, int], Tensor] = {}         # (num_blocks, seed) -> plan (H, nb-2, r)
 
@@ -165,8 +167,10 @@ class BigBirdAttention(nn.Module):
         if causal:
             raise ValueError("BigBird defines no causal form: the paper uses its sparse attention only in encoders "
                              "and full attention in decoders (Sec. 4); use attention='full' for causal layers")
-        attention_inputs(x, None, mask, causal, self.dim)
+        x, _ = attention_inputs(x, None, mask, causal, self.dim, dtype=self.to_out.weight.dtype)
         b, n, _ = x.shape
+        if n == 0:                                                       # no token, no block: an empty output
+            return self.to_out(x.new_zeros(b, 0, self.heads * self.dim_head))
 
         bs = self.block_size
         pad = -n % bs

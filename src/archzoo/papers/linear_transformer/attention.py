@@ -96,7 +96,7 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float 
     S_0, Z_0; zeros when None). Returns the output (B, H, N, e) and the state after the last token.
     """
     n = phi_q.shape[2]
-    pad = (-n) % chunk_size
+    pad = (-n) % chunk_size if n else chunk_size           # N = 0: one chunk of padding, so S and Z stay defined
     if pad:                                                # zero features: padded keys add nothing to S, Z
         phi_q, phi_k, v = (F.pad(t, (0, 0, 0, pad)) for t in (phi_q, phi_k, v))
     q, k, vc = (rearrange(t, "b h (c l) x -> b h c l x", l=chunk_size) for t in (phi_q, phi_k, v))
@@ -197,7 +197,7 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
-        kv = attention_inputs(x, context, mask, causal, self.dim, self.context_dim)
+        x, kv = attention_inputs(x, context, mask, causal, self.dim, self.context_dim, self.to_out.weight.dtype)
         phi_q = self.phi_q(self._heads(self.to_q(x)))                  # (B, H, N, d)
         phi_k = self.phi_k(self._heads(self.to_k(kv)))                 # (B, H, M, d)
         v = self._heads(self.to_v(kv))                                 # (B, H, M, e)

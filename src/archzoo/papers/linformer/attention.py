@@ -84,7 +84,7 @@ class LinformerAttention(nn.Module):
         if causal:
             raise ValueError("Linformer (Wang et al. 2020) defines no causal attention: the projection E mixes every "
                              "position, future ones included, into each projected key; use it in encoders")
-        kv = attention_inputs(x, context, mask, causal, self.dim)              # (B, M, D): context or x
+        x, kv = attention_inputs(x, context, mask, causal, self.dim, dtype=self.to_out.weight.dtype)   # kv (B, M, D)
         m = kv.shape[1]
         if m > self.seq_len:
             raise ValueError(f"{'context' if context is not None else 'input'}: Linformer was built for at most "

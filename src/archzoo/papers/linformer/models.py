@@ -43,29 +43,33 @@ def linformer_model(vocab_size: int, num_classes: int, *, seq_len: int, k: int, 
     return model
 
 
-def _base(seq_len: int, k: int, sharing: str, vocab_size: int, dropout: float) -> SequenceTransformer:
+def _base(seq_len: int, k: int, sharing: str, vocab_size: int, dropout: float, shape: dict) -> SequenceTransformer:
     """RoBERTa-base's shape (Liu et al. 2019; the paper's Sec. 5.1): 12 post-norm layers of width 768, 12 heads of
-    64, feed-forward 3072, a tied masked-language-model head over the vocabulary."""
-    return linformer_model(vocab_size, vocab_size, seq_len=seq_len, k=k, sharing=sharing, dim=768, depth=12,
-                           heads=12, dim_head=64, norm="post", tie_embeddings=True, dropout=dropout)
+    64, feed-forward 3072, a tied masked-language-model head over the vocabulary. `shape` holds the presets'
+    `dim`, `depth`, `heads` and `dim_head` (RoBERTa-base's by default; smaller for a quick test)."""
+    return linformer_model(vocab_size, vocab_size, seq_len=seq_len, k=k, sharing=sharing, norm="post",
+                           tie_embeddings=True, dropout=dropout, **shape)
 
 
 @register_model(paper="linformer")
-def linformer_base_n512_k128(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1):
+def linformer_base_n512_k128(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1,
+                             dim: int = 768, depth: int = 12, heads: int = 12, dim_head: int = 64):
     """The paper's main pretraining model (Fig. 3a, Table 2): n = 512, k = 128."""
-    return _base(512, 128, sharing, vocab_size, dropout)
+    return _base(512, 128, sharing, vocab_size, dropout, dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head))
 
 
 @register_model(paper="linformer")
-def linformer_base_n512_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1):
+def linformer_base_n512_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1,
+                             dim: int = 768, depth: int = 12, heads: int = 12, dim_head: int = 64):
     """n = 512, k = 256 (Fig. 3a, Table 2)."""
-    return _base(512, 256, sharing, vocab_size, dropout)
+    return _base(512, 256, sharing, vocab_size, dropout, dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head))
 
 
 @register_model(paper="linformer")
-def linformer_base_n1024_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1):
+def linformer_base_n1024_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1,
+                              dim: int = 768, depth: int = 12, heads: int = 12, dim_head: int = 64):
     """n = 1024, k = 256 (Fig. 3b, Table 2)."""
-    return _base(1024, 256, sharing, vocab_size, dropout)
+    return _base(1024, 256, sharing, vocab_size, dropout, dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head))
 
 
 @register_model(paper="linformer")

@@ -51,6 +51,7 @@ class LongformerAttention(nn.Module):
     - `causal=True`: every query sees only keys j <= i, in the window (the paper's autoregressive
       character LM) and in the global rows and columns (global tokens then see only their past).
     - Cross-attention (`context`) is not part of the paper's attention and raises `ValueError`.
+    - An empty sequence (N = 0) gives an empty output; an empty batch too.
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0, window: int = 512,
@@ -94,8 +95,10 @@ class LongformerAttention(nn.Module):
         if context is not None:
             raise ValueError("Longformer attention is self-attention only: the paper defines no sliding-window "
                              "cross-attention (its encoder-decoder uses full cross-attention); pass context=None")
-        attention_inputs(x, None, mask, causal, self.dim)
+        x, _ = attention_inputs(x, None, mask, causal, self.dim, dtype=self.to_out.weight.dtype)
         b, n, _ = x.shape
+        if n == 0:                                          # no token, so no global position either: an empty output
+            return self.to_out(x.new_zeros(b, 0, self.heads * self.dim_head))
         keep = torch.ones(b, n, dtype=torch.bool, device=x.device) if mask is None else mask
         if global_mask is None:
             global_mask = self.call_global_mask

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from torch import Tensor, nn
 
-from ...core import LearnedPositionalEmbedding, Transformer, check_shape
+from ...core import LearnedPositionalEmbedding, TokenEmbedding, Transformer, check_shape
 from ...registry import register_model
 from .attention import LongformerAttention
 
@@ -52,7 +52,7 @@ class LongformerEncoder(nn.Module):
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         self.vocab_size, self.max_len, self.dim = vocab_size, max_len, dim
-        self.embed = nn.Embedding(vocab_size, dim)
+        self.embed = TokenEmbedding(vocab_size, dim)
         self.pos = LearnedPositionalEmbedding(max_len, dim)
         self.embed_norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
@@ -65,7 +65,9 @@ class LongformerEncoder(nn.Module):
         self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, ids: Tensor, mask: Tensor | None = None, global_mask: Tensor | None = None) -> Tensor:
-        check_shape(ids, "B N", name="ids", dtype="int")
+        if check_shape(ids, "B N", name="ids")["N"] == 0:        # the ids themselves are checked by `embed`
+            raise ValueError(f"ids: Longformer pools its first token (<s>, global), so it needs at least one token; "
+                             f"got shape {tuple(ids.shape)}")
         h = self.drop(self.embed_norm(self.pos(self.embed(ids))))            # (B, N, dim)
         with global_tokens(self, global_mask):
             return self.transformer(h, mask=mask)                             # (B, N, dim)

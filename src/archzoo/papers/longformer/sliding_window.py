@@ -92,6 +92,7 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, *, window: int, di
     c = block or max(radius, 16)                                 # queries per block
     step = dilation * c
     n_pad = -(-n // step) * step                                 # a whole number of blocks in each subsequence
+    nb = n_pad // step                                           # blocks per subsequence (named: B may be 0)
     if n_pad != n:
         q, k, v = (F.pad(t, (0, 0, 0, 0, 0, n_pad - n)) for t in (q, k, v))
         key_ok = F.pad(key_ok, (0, n_pad - n), value=False)
@@ -106,7 +107,6 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, *, window: int, di
     allowed = band_mask(c, radius, causal, q.device) & ok_win                                      # (B', 1, c, c+2r)
 
     if global_k is not None and global_k.shape[1] > 0:
-        nb = n_pad // step
         g = global_k.shape[1]
         kg, vg = (rearrange(t, "b g h e -> b 1 1 h g e").expand(b, dilation, nb, h, g, dh).reshape(-1, h, g, dh)
                   for t in (global_k, global_v))                                                   # (B', H, G, d_h)
@@ -121,6 +121,6 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, *, window: int, di
     empty = ~allowed.any(-1, keepdim=True)                       # (B', 1, c, 1) no key: attend anywhere, zeroed below
     out = F.scaled_dot_product_attention(q_blocks, k_win, v_win, attn_mask=allowed | empty, dropout_p=dropout)
     out = out.masked_fill(empty, 0.0)
-    out = rearrange(out, "(b rho nb) h c e -> b (nb c rho) h e", b=b, rho=dilation)[:, :n]          # (B, N, H, d_h)
-    empty = rearrange(empty.expand(-1, 1, c, 1), "(b rho nb) 1 c 1 -> b (nb c rho)", b=b, rho=dilation)[:, :n]
+    out = rearrange(out, "(b rho nb) h c e -> b (nb c rho) h e", b=b, rho=dilation, nb=nb)[:, :n]   # (B, N, H, d_h)
+    empty = rearrange(empty.expand(-1, 1, c, 1), "(b rho nb) 1 c 1 -> b (nb c rho)", b=b, rho=dilation, nb=nb)[:, :n]
     return out, empty

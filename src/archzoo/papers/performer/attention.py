@@ -46,7 +46,7 @@ def favor_unidirectional(q_prime: Tensor, k_prime: Tensor, v: Tensor, chunk_size
     q_prime, k_prime (..., N, m), v (..., N, e) -> (..., N, e) and (..., N).
     """
     n = q_prime.shape[-2]
-    pad = -n % chunk_size
+    pad = -n % chunk_size if n else chunk_size                         # N = 0: one chunk of padding, output empty
     v1 = F.pad(v, (0, 1), value=1.0)                                   # (..., N, e + 1)
     q, k, v1 = (rearrange(F.pad(t, (0, 0, 0, pad)), "... (c l) f -> ... c l f", l=chunk_size)
                 for t in (q_prime, k_prime, v1))                       # (..., C, l, m) and (..., C, l, e + 1)
@@ -142,9 +142,11 @@ class PerformerAttention(nn.Module):
             log_phi = (positive_log_features if self.kernel == "softmax" else hyperbolic_log_features)(x, omega)
         if keep is not None:                                           # log 0 for masked keys: never inf * 0
             log_phi = log_phi.masked_fill(~keep, -torch.inf)
-        shift = log_phi.detach().amax(-1 if is_query else (-2, -1), keepdim=True)
-        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))   # every key masked
-        phi = torch.exp(log_phi.sub_(shift))                          # in place: the product keeps no output
+        if log_phi.shape[-2]:                                          # an empty sequence has nothing to shift
+            shift = log_phi.detach().amax(-1 if is_query else (-2, -1), keepdim=True)
+            shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))   # every key masked
+            log_phi.sub_(shift)                                        # in place: the product keeps no output
+        phi = torch.exp(log_phi)
         phi = phi if f is None else phi * f
         if self.eps:
             phi = phi + self.eps if keep is None else phi + self.eps * keep.to(phi.dtype)
@@ -154,7 +156,7 @@ class PerformerAttention(nn.Module):
                 causal: bool = False) -> Tensor:
         if causal and context is not None:
             raise ValueError("the causal (prefix-sum) form of FAVOR+ is self-attention: it takes no context")
-        kv = attention_inputs(x, context, mask, causal, self.dim)              # (B, M, D): context or x
+        x, kv = attention_inputs(x, context, mask, causal, self.dim, dtype=self.to_out.weight.dtype)   # kv (B, M, D)
         b, n, _ = x.shape
         if self.training and self.feature_redraw_interval is not None:
             if self.calls_since_redraw >= self.feature_redraw_interval:

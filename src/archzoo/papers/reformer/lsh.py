@@ -46,11 +46,12 @@ def _mask_values(dtype: torch.dtype) -> tuple[float, float]:
     return MASK_VALUE, SELF_PENALTY
 
 
-def _check_self_attention(module: nn.Module, x: Tensor, context: Tensor | None, mask: Tensor | None) -> None:
+def _check_self_attention(module: nn.Module, x: Tensor, context: Tensor | None, mask: Tensor | None) -> Tensor:
+    """The protocol's checks for a shared-QK attention (no context); x in the parameters' dtype."""
     if context is not None:
         raise ValueError(f"{type(module).__name__} shares queries and keys (Sec. 2, shared-QK), so it has no "
                          "cross-attention form: pass context=None")
-    attention_inputs(x, None, mask, False, module.dim)
+    return attention_inputs(x, None, mask, False, module.dim, dtype=module.to_out.weight.dtype)[0]
 
 
 def default_n_buckets(n: int, chunk_length: int) -> int | tuple[int, int]:
@@ -223,6 +224,11 @@ class LSHAttention(nn.Module):
     Supports `causal=True` and a padding `mask` (B, N), True = keep: padded keys are masked and padded positions
     are hashed into an extra bucket of their own, so they take no room in the chunks of real buckets. There is
     no cross-attention form (keys are the queries): `context` raises a ValueError.
+
+    Causal masking removes every later key, but with several chunks per round the sort also depends on later
+    tokens: a later token's bucket can shift an earlier key out of (or into) a query's two-chunk window, so an
+    output can change with the tokens after it (the paper's scheme, as in the authors' code). With one chunk per
+    round (N = `chunk_length`) the outputs depend on earlier tokens only.
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0, *,
@@ -269,7 +275,7 @@ class LSHAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
-        _check_self_attention(self, x, context, mask)
+        x = _check_self_attention(self, x, context, mask)
         b, n, _ = x.shape
         m, rounds = self.chunk_length, self.n_hashes
         if n % m:
@@ -370,7 +376,7 @@ class SharedQKAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
-        _check_self_attention(self, x, context, mask)
+        x = _check_self_attention(self, x, context, mask)
         n = x.shape[1]
         q = rearrange(self.to_qk(x), "b n (h d) -> b h n d", h=self.heads)       # (B, H, N, d)
         v = rearrange(self.to_v(x), "b n (h d) -> b h n d", h=self.heads)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ...core.checks import check_shape
-from ...core.embeddings import LearnedPositionalEmbedding
+from ...core.embeddings import LearnedPositionalEmbedding, TokenEmbedding
 from ...core.mlp import MLP
 from ...registry import get_attention, register_model
 from .axial import AxialPositionalEmbedding
@@ -68,7 +68,7 @@ class ReformerLM(nn.Module):
         self.vocab_size, self.dim, self.causal = vocab_size, dim, causal
         self.num_classes = num_classes if num_classes is not None else vocab_size
         self.num_features = 2 * dim
-        self.embed = nn.Embedding(vocab_size, dim)
+        self.embed = TokenEmbedding(vocab_size, dim)
         if axial_shape is not None:
             self.pos = AxialPositionalEmbedding(axial_shape, axial_dims or (dim // 2, dim - dim // 2))
         else:
@@ -84,7 +84,7 @@ class ReformerLM(nn.Module):
         self.head = nn.Linear(2 * dim, self.num_classes)
 
     def forward_features(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        check_shape(ids, "B N", name="ids", dtype="int")
+        check_shape(ids, "B N", name="ids")                            # the ids themselves are checked by `embed`
         if mask is not None and bool(mask.all()):
             mask = None
         h = self.pos(self.embed(ids))                                   # (B, N, d)

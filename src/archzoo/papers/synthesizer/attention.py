@@ -156,7 +156,7 @@ class SynthesizerAttention(nn.Module):
                              "context=None and use FullAttention for encoder-decoder attention)")
         dims = self._check(x)
         b, n = dims["B"], dims["N"]
-        attention_inputs(x, None, mask, causal, self.dim)
+        x, _ = attention_inputs(x, None, mask, causal, self.dim, dtype=self.to_out.weight.dtype)
 
         v = rearrange(self.to_v(x), "b n (h d) -> b h n d", h=self.heads)        # G(X): (B, H, N, d_h)
         q, k, bias = self._terms(x)                                               # q k^T + bias: the logits

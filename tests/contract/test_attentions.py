@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from archzoo import list_attentions
-from archzoo.engine.attention_bench import attention_bench_specs
+from archzoo.engine.bench import attention_bench_specs
 from archzoo.registry import get_attention
 
 DIM, HEADS, DIM_HEAD, N = 16, 2, 8, 16

@@ -15,8 +15,8 @@ A paper never writes its own loop; it gives the Trainer a step, hooks or an eval
   scalar tensor in `forward` (a mixture-of-experts balance loss) needs no plumbing: the next
   `trainer.backward` adds `aux_weight` x the sum of every model's aux losses to its loss, logs the
   sum as `aux_loss` and clears them (the latest forward of a module counts);
-- an evaluation `evaluate(trainer) -> {name: float}` at step 0, every `eval_every` steps and after
-  the last step, under `torch.no_grad()`, the models' train/eval modes restored afterwards;
+- an evaluation `evaluate(trainer) -> {name: float}` after the last step and, with `eval_every`, at
+  step 0 and every `eval_every` steps; under `torch.no_grad()`, the modules' train/eval modes restored;
 - a tqdm bar, JSON lines (`log_path`), DDP under `torchrun`, autocast on CUDA (`amp`), `compile`.
 """
 
@@ -144,7 +144,8 @@ class Trainer:
     - `step(trainer, batches) -> {name: float}`: one training step; `batches` is `{stream: batch}`.
     - `hooks`: run after the built-in NaN guard; `grad_clip` appends `GradNorm(grad_clip)`.
     - `aux_weight`: the weight of the modules' auxiliary losses.
-    - `evaluate(trainer) -> {name: float}`, `eval_every`: evaluations (0: after the last step only).
+    - `evaluate(trainer) -> {name: float}`: after the last step, and at steps 0, `eval_every`, 2 `eval_every`,
+      ... when `eval_every` > 0; the results go to `trainer.evaluations` and the JSON log.
     - `checkpoint_dir`: a checkpoint every `checkpoint_every` steps (0: only at the end) in
       `<checkpoint_dir>/last`; `fit(resume=True)` continues from it.
     - `seed`: `fit` seeds Python, NumPy and torch with it, and the streams draw their batches with it.

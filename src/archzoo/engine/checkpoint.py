@@ -10,6 +10,11 @@ A checkpoint is a directory:
     rng.json                numpy's and Python's `random` states
     meta.json               step, caller's `extra`, and the SHA-256 of every file above
 
+Several named models, optimizers and schedulers (a GAN's `{"G": ..., "D": ...}`) go to
+`model.G.safetensors`, `optimizer.D.json`, ...; an entry named like its kind (`{"model": m}`) uses
+the plain file names above. Named `states` (a hook's EMA weights: nested dicts of tensors and JSON
+values) go to `state.<name>.json` + `state.<name>.safetensors` and come back in `meta["states"]`.
+
 It is written into a temporary directory beside its destination and renamed
 into place only when complete, so a crash leaves the previous checkpoint
 intact. `load_checkpoint` checks every checksum before touching the model and
@@ -124,15 +129,32 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_files(tmp: Path, *, model, optimizer, scheduler, step: int, extra) -> None:
+def _stem(kind: str, name: str, plain: bool = True) -> str:
+    """The file stem of the entry `name` of `kind`: `optimizer.D`, or `optimizer` for the entry named like its
+    kind (when `plain`)."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise ValueError(f"checkpoint entry names use letters, digits, '_' and '-', got {kind} {name!r}")
+    return kind if plain and name == kind else f"{kind}.{name}"
+
+
+def _write_nested(tmp: Path, stem: str, obj) -> None:
+    """A nested structure as `<stem>.json`, its tensors in `<stem>.safetensors`."""
+    tensors: dict = {}
+    _write_json(tmp / f"{stem}.json", _split_tensors(obj, stem, tensors))
+    save_file(tensors, str(tmp / f"{stem}.safetensors"))
+
+
+def _write_files(tmp: Path, *, models: dict, optimizers: dict, schedulers: dict, states: dict, step: int,
+                 extra) -> None:
     """Write every file of a checkpoint into `tmp`, meta.json last."""
-    save_model(model, str(tmp / "model.safetensors"))
-    if optimizer is not None:
-        tensors: dict = {}
-        _write_json(tmp / "optimizer.json", _split_tensors(optimizer.state_dict(), "optimizer", tensors))
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-    if scheduler is not None:
-        _write_json(tmp / "scheduler.json", scheduler.state_dict())
+    for name, model in models.items():
+        save_model(model, str(tmp / f"{_stem('model', name)}.safetensors"))
+    for name, optimizer in optimizers.items():
+        _write_nested(tmp, _stem("optimizer", name), optimizer.state_dict())
+    for name, scheduler in schedulers.items():
+        _write_json(tmp / f"{_stem('scheduler', name)}.json", scheduler.state_dict())
+    for name, state in states.items():
+        _write_nested(tmp, _stem("state", name, plain=False), state)
     rng_tensors, rng_json = _rng_state()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     _write_json(tmp / "rng.json", rng_json)
@@ -143,19 +165,33 @@ def _write_files(tmp: Path, *, model, optimizer, scheduler, step: int, extra) ->
         _fsync(p)
 
 
-def save_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, scheduler=None, step: int,
-                    extra: dict | None = None) -> Path:
+def _with(one, named: dict | None, kind: str) -> dict:
+    """`named` with `one` added under the name `kind` (the single model, optimizer or scheduler)."""
+    named = dict(named or {})
+    if one is not None:
+        if kind in named:
+            raise ValueError(f"give the {kind} as `{kind}=` or as {kind}s[{kind!r}], not both")
+        named[kind] = one
+    return named
+
+
+def save_checkpoint(directory, *, model: torch.nn.Module | None = None, optimizer=None, scheduler=None, step: int,
+                    extra: dict | None = None, models: dict | None = None, optimizers: dict | None = None,
+                    schedulers: dict | None = None, states: dict | None = None) -> Path:
     """Write a checkpoint to `directory` atomically, replacing any checkpoint already there.
 
     `extra` is any JSON-serialisable dict (e.g. the training history); it comes back in
-    `load_checkpoint(...)["extra"]`. Returns the checkpoint's path.
+    `load_checkpoint(...)["extra"]`. `models`, `optimizers`, `schedulers` and `states` are
+    `{name: ...}` dicts (see the module's docstring). Returns the checkpoint's path.
     """
+    named = dict(models=_with(model, models, "model"), optimizers=_with(optimizer, optimizers, "optimizer"),
+                 schedulers=_with(scheduler, schedulers, "scheduler"), states=states or {})
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     old = None
     try:
-        _write_files(tmp, model=model, optimizer=optimizer, scheduler=scheduler, step=step, extra=extra)
+        _write_files(tmp, **named, step=step, extra=extra)
         os.chmod(tmp, public_mode(directory=True))
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
@@ -222,24 +258,42 @@ def _load_tensors(path: Path, map_location) -> dict:
         raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from e
 
 
-def load_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, scheduler=None,
-                    map_location="cpu") -> dict:
+def _what(kind: str, name: str) -> str:
+    return kind if name == kind else f"{kind} {name!r}"
+
+
+def _load_nested(directory: Path, meta: dict, stem: str, what: str, map_location):
+    structure = _load_json(_require(directory, meta, f"{stem}.json", what))
+    return _join_tensors(structure, _load_tensors(_require(directory, meta, f"{stem}.safetensors", what), map_location))
+
+
+def load_checkpoint(directory, *, model: torch.nn.Module | None = None, optimizer=None, scheduler=None,
+                    map_location="cpu", models: dict | None = None, optimizers: dict | None = None,
+                    schedulers: dict | None = None) -> dict:
     """Restore model, optimizer, scheduler and RNG states from `directory`; returns its meta
-    (`step`, `extra`, `files`). Every file's checksum is verified first; nothing is unpickled.
+    (`step`, `extra`, `files`, and `states`: every saved state, {name: nested structure}).
+    `models`, `optimizers`, `schedulers`: `{name: object}` dicts restored from their named files.
+    Every file's checksum is verified first; nothing is unpickled.
     """
     directory = Path(directory)
     meta = _read_meta(directory)
     _verify(directory, meta)
-    try:
-        load_model(model, str(_require(directory, meta, "model.safetensors", "model")), device=str(map_location))
-    except (SafetensorError, RuntimeError) as e:
-        raise CheckpointError(f"{directory / 'model.safetensors'}: does not fit the model ({e})") from e
-    if optimizer is not None:
-        structure = _load_json(_require(directory, meta, "optimizer.json", "optimizer"))
-        tensors = _load_tensors(_require(directory, meta, "optimizer.safetensors", "optimizer"), map_location)
-        optimizer.load_state_dict(_optimizer_state(_join_tensors(structure, tensors), optimizer))
-    if scheduler is not None:
-        scheduler.load_state_dict(_load_json(_require(directory, meta, "scheduler.json", "scheduler")))
+    for name, m in _with(model, models, "model").items():
+        file = f"{_stem('model', name)}.safetensors"
+        try:
+            load_model(m, str(_require(directory, meta, file, _what("model", name))), device=str(map_location))
+        except (SafetensorError, RuntimeError) as e:
+            raise CheckpointError(f"{directory / file}: does not fit the model ({e})") from e
+    for name, opt in _with(optimizer, optimizers, "optimizer").items():
+        saved = _load_nested(directory, meta, _stem("optimizer", name), _what("optimizer", name), map_location)
+        opt.load_state_dict(_optimizer_state(saved, opt))
+    for name, sched in _with(scheduler, schedulers, "scheduler").items():
+        sched.load_state_dict(_load_json(_require(directory, meta, f"{_stem('scheduler', name)}.json",
+                                                  _what("scheduler", name))))
+    states = [f.removeprefix("state.").removesuffix(".json") for f in meta["files"]
+              if f.startswith("state.") and f.endswith(".json")]
+    meta["states"] = {name: _load_nested(directory, meta, f"state.{name}", f"state {name!r}", map_location)
+                      for name in states}
     _set_rng_state(_load_tensors(_require(directory, meta, "rng.safetensors", "RNG"), "cpu"),
                    _load_json(_require(directory, meta, "rng.json", "RNG")))
     return meta

@@ -31,6 +31,8 @@ import torch
 from ..fileio import atomic_write
 from ..registry import Claim, get_claim, register_claim, repo_root, results_dir
 from .provenance import load_average, provenance_start
+from .runtime import resolve_device, seed_everything
+from .train import fit_and_eval
 
 
 @dataclass
@@ -66,18 +68,6 @@ def claim(*, paper: str, statement: str, criterion: str, quick: dict, full: dict
         return fn
 
     return deco
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu, cuda or mps, got {device!r}")
-    return torch.device(device)
 
 
 @dataclass
@@ -126,19 +116,9 @@ class ClaimContext:
 
     def fit_and_eval(self, model, data, **kw):
         """Train `model` on `data.train` and evaluate on `data.test` (see `engine.train.fit_and_eval`)."""
-        from .train import fit_and_eval
-
         kw.setdefault("device", self.device)
         kw.setdefault("progress", self.progress)
         return fit_and_eval(model, data, **kw)
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def mean_over_seeds(values: dict) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..catalog import FAMILIES, FAMILY_TITLES, TO_REPRODUCE
 from ..fileio import atomic_write
 from ..registry import Paper
-from .report import (
+from .report_data import (
     STATUSES,
     Entry,
     Summary,

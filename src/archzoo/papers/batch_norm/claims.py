@@ -26,7 +26,8 @@ from torch.utils.data import TensorDataset
 
 from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
-from ...engine.train import cross_entropy_loss, evaluate, train
+from ...engine.train import build_optimizer, evaluate
+from ...engine.trainer import Trainer
 from ..resnet import CifarResNet
 from .batch_norm import BatchNorm2d
 from .models import SigmoidMLP
@@ -71,50 +72,29 @@ def conv_net(batch_norm: bool, cfg, data, seed: int) -> CifarResNet:
     return net
 
 
-class Monitor:
-    """The default cross-entropy loss, plus a look at the model every `every` updates, before the update.
-
-    The engine's loop has no callbacks; its loss_fn is the one place that sees the model during training, so
-    this loss measures the test accuracy on a fixed subset (and calls `look(model)`, if given) at updates 0,
-    every, 2 every, ...; `finish(model)` adds the look after the last update.
-    """
-
-    def __init__(self, test: TensorDataset, every: int, device, look=None):
-        self.test, self.every, self.device, self.look = test, every, device, look
-        self.steps, self.accuracy, self.looks = [], [], []
-        self.updates = 0
-
-    def __call__(self, net: nn.Module, batch) -> torch.Tensor:
-        if self.updates % self.every == 0:
-            self.record(net)
-        self.updates += 1
-        return cross_entropy_loss(net, batch)
-
-    @torch.no_grad()
-    def record(self, net: nn.Module) -> None:
-        self.steps.append(self.updates)
-        self.accuracy.append(evaluate(net, self.test, device=self.device)["accuracy"])
-        if self.look is not None:
-            self.looks.append(self.look(net))
-
-    def finish(self, net: nn.Module) -> None:
-        if self.steps[-1] != self.updates:
-            self.record(net)
-
-
 def train_monitored(ctx, model: nn.Module, data, cfg, lr: float, seed: int, desc: str, look=None) -> dict:
-    """SGD with momentum 0.9 at a constant `lr` for `cfg.steps` steps; returns the accuracy curve and whether
-    training diverged (a non-finite loss: the engine stops with a FloatingPointError before the update)."""
-    monitor = Monitor(data.test, cfg.eval_every, ctx.device, look)
+    """SGD with momentum 0.9 at a constant `lr` for `cfg.steps` steps; returns the test accuracy on a fixed subset
+    (and `look(model)`, if given) after updates 0, eval_every, 2 eval_every, ... and the last, and whether training
+    diverged (a non-finite loss: the engine stops with a FloatingPointError before the update)."""
+    looks = []
+
+    def monitor(trainer) -> dict:
+        accuracy = evaluate(model, data.test, device=ctx.device)["accuracy"]
+        if look is not None:
+            looks.append(look(model))
+        return {"accuracy": accuracy}
+
+    model.to(ctx.device)
+    sgd = build_optimizer(model, "sgd", lr=lr, momentum=0.9)
+    trainer = Trainer(model, sgd, steps=cfg.steps, data=data.train, batch_size=cfg.batch_size, evaluate=monitor,
+                      eval_every=cfg.eval_every, seed=seed, device=ctx.device, progress=ctx.progress, desc=desc)
     try:
-        train(model, data.train, steps=cfg.steps, batch_size=cfg.batch_size, loss_fn=monitor, lr=lr,
-              optimizer="sgd", momentum=0.9, schedule="constant", seed=seed, device=ctx.device,
-              progress=ctx.progress, desc=desc)
+        trainer.fit()
         diverged = False
-        monitor.finish(model)
     except FloatingPointError:
         diverged = True
-    return {"step": monitor.steps, "accuracy": monitor.accuracy, "diverged": diverged, "looks": monitor.looks}
+    return {"step": [e["step"] for e in trainer.evaluations], "accuracy": [e["accuracy"] for e in trainer.evaluations],
+            "diverged": diverged, "looks": looks}
 
 
 def steps_to(run: dict, target: float, cap: int) -> int:

@@ -18,7 +18,6 @@ the label semantics ... In these cases we omit flipping or cropping when appropr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm.auto import trange
 
 from ...core.checks import check_shape
-from ...engine.claims import seed_everything
-from ...engine.train import StepSampler, gather, to_device
+from ...engine.schedules import step_decay, step_decay_factor
+from ...engine.train import train
 
 SMALL_TASK, MEDIUM_TASK = 20_000, 500_000       # examples: schedule and MixUp thresholds
 SCHEDULE_STEPS = (500, 10_000, 20_000)          # small, medium, large
@@ -62,7 +60,7 @@ class HyperRule:
 
     def lr_at(self, step: int) -> float:
         """The learning rate of the update at `step` (0-based): lr / 10 per decay step passed."""
-        return self.lr * 0.1 ** sum(step >= d for d in self.decay_steps)
+        return self.lr * step_decay_factor(step, steps=self.steps, at=DECAY_AT)
 
     def scaled(self, *, step_scale: float = 1.0, crop: int | None = None, batch_size: int | None = None,
                lr: float | None = None) -> HyperRule:
@@ -135,27 +133,17 @@ def fine_tune(model: nn.Module, dataset: Dataset, rule: HyperRule, *, seed: int 
               progress: bool = False, desc: str | None = None) -> list[dict]:
     """Fine-tune the whole `model` on `dataset` (images, labels) with `rule`; returns the per-step history.
 
-    Plain SGD with momentum and the HyperRule's piecewise-constant learning rate (10x drops at 30/60/90%): our own
-    loop because the engine's `train` offers only warm-up + cosine/linear/constant schedules. Batches come from the
-    engine's `StepSampler` (a pure function of seed and step; a task smaller than the batch is repeated, each copy
-    with its own random crop); every batch goes through `preprocess_train` and, if the rule says so, MixUp.
+    The engine's loop with plain SGD with momentum and the HyperRule's piecewise-constant learning rate
+    (`engine.schedules.step_decay`: 10x drops at 30/60/90%). Batches come from the engine's sampler (a pure
+    function of seed and step; a task smaller than the batch is repeated, each copy with its own random crop);
+    every batch goes through `preprocess_train` and, if the rule says so, MixUp.
     """
-    seed_everything(seed)
-    device = torch.device(device)
-    model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=rule.lr, momentum=rule.momentum)
-    sampler = StepSampler(len(dataset), rule.batch_size, seed)
-    history = []
-    for t in trange(rule.steps, disable=not progress, desc=desc, leave=False):
-        lr = rule.lr_at(t)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x, y = to_device(gather(dataset, sampler.indices(t)), device)
-        loss = mixup_cross_entropy(model, preprocess_train(x, rule), y, rule.mixup_alpha)
-        if not math.isfinite(value := float(loss.detach())):
-            raise FloatingPointError(f"loss is {value} at step {t + 1} of {rule.steps}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append({"step": t + 1, "loss": value, "lr": lr})
-    return history
+    def loss_fn(net: nn.Module, batch) -> Tensor:
+        x, y = batch
+        return mixup_cross_entropy(net, preprocess_train(x, rule), y, rule.mixup_alpha)
+
+    result = train(model, dataset, steps=rule.steps, batch_size=rule.batch_size, loss_fn=loss_fn, lr=rule.lr,
+                   optimizer="sgd", momentum=rule.momentum,
+                   schedule=lambda opt: step_decay(opt, steps=rule.steps, at=DECAY_AT), seed=seed, device=device,
+                   progress=progress, desc=desc)
+    return result.history

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ...core.sequence import SequenceTransformer
 from ...engine.claims import ClaimResult, claim
+from ...engine.runtime import num_threads
 from .attention import LinearAttention
 from .generation import IncrementalDecoder
 
@@ -138,21 +139,16 @@ def time_generation(model: SequenceTransformer, batch_size: int, length: int) ->
     """
     decoder = IncrementalDecoder(model, batch_size, length)
     cpu, wall = [], []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            start_cpu, start_wall = time.thread_time(), time.perf_counter()
-            logits = decoder.prefill(torch.zeros(batch_size, 1, dtype=torch.long))
-            first_state = decoder.state_bytes()
-            for _ in range(1, length):
-                c0, w0 = time.thread_time(), time.perf_counter()
-                logits = decoder.step(logits.argmax(-1))
-                cpu.append((time.thread_time() - c0) * 1e3)
-                wall.append((time.perf_counter() - w0) * 1e3)
-            total_cpu, total_wall = time.thread_time() - start_cpu, time.perf_counter() - start_wall
-    finally:
-        torch.set_num_threads(threads)
+    with num_threads(1), torch.no_grad():
+        start_cpu, start_wall = time.thread_time(), time.perf_counter()
+        logits = decoder.prefill(torch.zeros(batch_size, 1, dtype=torch.long))
+        first_state = decoder.state_bytes()
+        for _ in range(1, length):
+            c0, w0 = time.thread_time(), time.perf_counter()
+            logits = decoder.step(logits.argmax(-1))
+            cpu.append((time.thread_time() - c0) * 1e3)
+            wall.append((time.perf_counter() - w0) * 1e3)
+        total_cpu, total_wall = time.thread_time() - start_cpu, time.perf_counter() - start_wall
     return {"cpu_ms": cpu, "wall_ms": wall, "total_cpu_s": total_cpu, "total_wall_s": total_wall,
             "state_bytes": (first_state, decoder.state_bytes())}
 

@@ -83,7 +83,7 @@ class AGC(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         adaptive_grad_clip_(self.clipped, self.clipping, self.eps)
-        self.optimizer.step()
+        self.optimizer.step()           # AGC is itself a gradient method: an optimizer wrapping an optimizer
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -142,8 +142,8 @@ def gradient_difference(cfg, seed: int) -> float:
     std = copy.deepcopy(rev)
     std.layers.reversible = False
     ids = torch.randint(0, cfg.vocab_size, (2, cfg.grad_length), generator=torch.Generator().manual_seed(seed))
-    for model in (rev, std):
-        torch.manual_seed(seed)
+    for model in (rev, std):                                    # no training: the claim is about the gradients
+        torch.manual_seed(seed)                                 # themselves, so it backpropagates once by hand
         logits = model(ids)
         F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten()).backward()
     diff = max(float((a.grad - b.grad).abs().max()) for a, b in zip(rev.parameters(), std.parameters()))

@@ -8,22 +8,20 @@ A checkpoint is a directory:
     scheduler.json          the learning-rate scheduler's state
     rng.safetensors         torch's CPU (and CUDA) generator states
     rng.json                numpy's and Python's `random` states
-    meta.json               step, caller's `extra`, and the SHA-256 of every file above
+    meta.json               step, caller's `extra`, the optimizer's class and the SHA-256 of every file above
 
 It is written into a temporary directory beside its destination and renamed
 into place only when complete, so a crash leaves the previous checkpoint
 intact. `load_checkpoint` checks every checksum before touching the model and
-raises `CheckpointError` naming the file that is missing, truncated or corrupt.
+raises `CheckpointError` naming the file that is missing, truncated or corrupt,
+or that does not fit the model or optimizer it is loaded into.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from ..fileio import public_mode
+from ..fileio import atomic_write_dir, sha256
 
 FORMAT = "archzoo-checkpoint"
 VERSION = 1
@@ -104,24 +102,8 @@ def _set_rng_state(tensors: dict, state: dict) -> None:
 # ----------------------------------------------------------------------------- files
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_files(tmp: Path, *, model, optimizer, scheduler, step: int, extra) -> None:
@@ -136,11 +118,11 @@ def _write_files(tmp: Path, *, model, optimizer, scheduler, step: int, extra) ->
     rng_tensors, rng_json = _rng_state()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     _write_json(tmp / "rng.json", rng_json)
-    files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
-    _write_json(tmp / "meta.json", {"format": FORMAT, "version": VERSION, "step": step,
-                                    "extra": extra or {}, "files": files})
-    for p in tmp.iterdir():
-        _fsync(p)
+    files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+    meta = {"format": FORMAT, "version": VERSION, "step": step, "extra": extra or {}, "files": files}
+    if optimizer is not None:
+        meta["optimizer"] = type(optimizer).__name__
+    _write_json(tmp / "meta.json", meta)
 
 
 def save_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, scheduler=None, step: int,
@@ -150,23 +132,10 @@ def save_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, schedu
     `extra` is any JSON-serialisable dict (e.g. the training history); it comes back in
     `load_checkpoint(...)["extra"]`. Returns the checkpoint's path.
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-    old = None
-    try:
-        _write_files(tmp, model=model, optimizer=optimizer, scheduler=scheduler, step=step, extra=extra)
-        os.chmod(tmp, public_mode(directory=True))
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
-            os.replace(directory, old)          # an empty directory is replaced by the rename
-        os.replace(tmp, directory)
-        _fsync(directory.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return directory
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    return atomic_write_dir(directory, lambda tmp: _write_files(tmp, model=model, optimizer=optimizer,
+                                                                scheduler=scheduler, step=step, extra=extra))
 
 
 def find_checkpoint(directory) -> Path | None:
@@ -180,6 +149,19 @@ def find_checkpoint(directory) -> Path | None:
     return complete[-1] if complete else None
 
 
+def resumable_checkpoint(directory) -> Path:
+    """The checkpoint to resume from (see `find_checkpoint`); raises `CheckpointError` when there is none, so
+    that a resumed run never starts again from step 0 and overwrites a folder it could not read."""
+    directory = Path(directory)
+    found = find_checkpoint(directory)
+    if found is not None:
+        return found
+    if directory.exists():
+        raise CheckpointError(f"cannot resume: {directory} is not a complete checkpoint (meta.json is missing); "
+                              "refusing to start again and overwrite it: move it away or train without resume")
+    raise CheckpointError(f"cannot resume: no checkpoint at {directory}; train without resume to start afresh")
+
+
 def _read_meta(directory: Path) -> dict:
     path = directory / "meta.json"
     if not path.is_file():
@@ -190,6 +172,11 @@ def _read_meta(directory: Path) -> dict:
         raise CheckpointError(f"{path}: corrupt JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
         raise CheckpointError(f"{path}: not an archzoo checkpoint (expected format {FORMAT!r})")
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: step must be an integer >= 0, got {step!r}")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise CheckpointError(f"{path}: extra must be a JSON object, got {type(meta['extra']).__name__}")
     return meta
 
 
@@ -198,7 +185,7 @@ def _verify(directory: Path, meta: dict) -> None:
         path = directory / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing from the checkpoint")
-        if _sha256(path) != digest:
+        if sha256(path) != digest:
             raise CheckpointError(f"{path}: SHA-256 does not match meta.json (truncated or corrupt)")
 
 
@@ -222,6 +209,29 @@ def _load_tensors(path: Path, map_location) -> dict:
         raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from e
 
 
+def _load_optimizer(directory: Path, meta: dict, optimizer: torch.optim.Optimizer, map_location) -> None:
+    """Restore the optimizer's state, after checking that the checkpoint was saved by the same kind of optimizer:
+    its class in meta.json, or (older checkpoints) no hyperparameter that this optimizer does not know."""
+    path = _require(directory, meta, "optimizer.json", "optimizer")
+    structure = _load_json(path)
+    tensors = _load_tensors(_require(directory, meta, "optimizer.safetensors", "optimizer"), map_location)
+    name, saved = type(optimizer).__name__, meta.get("optimizer")
+    if saved is not None and saved != name:
+        raise CheckpointError(f"{directory} was saved with the optimizer {saved}, not {name}: resume with {saved}")
+    try:
+        state = _optimizer_state(_join_tensors(structure, tensors), optimizer)
+        foreign = set().union(*map(set, state["param_groups"])) - set().union(*map(set, optimizer.param_groups))
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not an optimizer state ({type(e).__name__}: {e})") from e
+    if foreign:
+        raise CheckpointError(f"{path}: hyperparameters {sorted(foreign)} are unknown to {name}: resume with the "
+                              "optimizer the checkpoint was saved with")
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: does not fit the optimizer {name} ({e})") from e
+
+
 def load_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, scheduler=None,
                     map_location="cpu") -> dict:
     """Restore model, optimizer, scheduler and RNG states from `directory`; returns its meta
@@ -235,9 +245,7 @@ def load_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, schedu
     except (SafetensorError, RuntimeError) as e:
         raise CheckpointError(f"{directory / 'model.safetensors'}: does not fit the model ({e})") from e
     if optimizer is not None:
-        structure = _load_json(_require(directory, meta, "optimizer.json", "optimizer"))
-        tensors = _load_tensors(_require(directory, meta, "optimizer.safetensors", "optimizer"), map_location)
-        optimizer.load_state_dict(_optimizer_state(_join_tensors(structure, tensors), optimizer))
+        _load_optimizer(directory, meta, optimizer, map_location)
     if scheduler is not None:
         scheduler.load_state_dict(_load_json(_require(directory, meta, "scheduler.json", "scheduler")))
     _set_rng_state(_load_tensors(_require(directory, meta, "rng.safetensors", "RNG"), "cpu"),

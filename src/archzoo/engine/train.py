@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, resumable_checkpoint, save_checkpoint
 from .claims import seed_everything
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -200,7 +200,8 @@ class _Recorder:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _check_args(steps, batch_size, checkpoint_dir, checkpoint_every, resume) -> None:
+def _check_args(steps, batch_size, checkpoint_dir, checkpoint_every, resume, grad_clip=None,
+                warmup_steps=0) -> None:
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if batch_size < 1:
@@ -209,6 +210,10 @@ def _check_args(steps, batch_size, checkpoint_dir, checkpoint_every, resume) -> 
         raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir to resume from")
+    if grad_clip is not None and not grad_clip > 0:     # a negative max norm would reverse the gradients
+        raise ValueError(f"grad_clip must be > 0 (or None for no clipping), got {grad_clip}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
 
 
 def _split_loss(out) -> tuple[torch.Tensor, dict]:
@@ -256,7 +261,8 @@ def train(model: nn.Module, dataset: Dataset, *, steps: int, batch_size: int, lo
     - `amp`: autocast on CUDA (True: bf16 where supported else fp16 with a GradScaler; or
       "bf16"/"fp16"); it has no effect on other devices. `compile` applies `torch.compile`.
     - `checkpoint_dir`: a checkpoint every `checkpoint_every` steps (0: only at the end) in
-      `<checkpoint_dir>/last`; `resume=True` continues from it, bit for bit on CPU.
+      `<checkpoint_dir>/last`; `resume=True` continues from it, bit for bit on CPU (no checkpoint there:
+      CheckpointError, so nothing is overwritten). `grad_clip` > 0, `warmup_steps` >= 0.
     - Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DDP and `batch_size` is the
       per-process batch; only rank 0 shows progress and writes logs and checkpoints.
 
@@ -264,7 +270,7 @@ def train(model: nn.Module, dataset: Dataset, *, steps: int, batch_size: int, lo
     `grad_norm` (before clipping, when clipping) and the loss_fn's metrics (rank 0's). A loss that
     is NaN or infinite stops training with a FloatingPointError naming the step, before the update.
     """
-    _check_args(steps, batch_size, checkpoint_dir, checkpoint_every, resume)
+    _check_args(steps, batch_size, checkpoint_dir, checkpoint_every, resume, grad_clip, warmup_steps)
     seed_everything(seed)
     device = torch.device(device)
     distributed.init_distributed("nccl" if device.type == "cuda" else "gloo")
@@ -283,8 +289,9 @@ def train(model: nn.Module, dataset: Dataset, *, steps: int, batch_size: int, lo
 
     start, history = 0, []
     ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if resume and (found := find_checkpoint(ckpt)) is not None:
-        meta = load_checkpoint(found, model=model, optimizer=opt, scheduler=scheduler, map_location=device)
+    if resume:              # no checkpoint raises: a resumed run never restarts at 0 over a folder it cannot read
+        meta = load_checkpoint(resumable_checkpoint(ckpt), model=model, optimizer=opt, scheduler=scheduler,
+                               map_location=device)
         start, history = meta["step"], meta["extra"].get("history", [])
         scaler.load_state_dict(meta["extra"].get("grad_scaler", scaler.state_dict()))
 

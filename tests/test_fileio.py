@@ -31,7 +31,8 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 def write_pair(text):
     def write(folder):
         (folder / "a.json").write_text(text)
-        (folder / "b.bin").write_text(text)
+        with os.fdopen(os.open(folder / "b.bin", os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:   # like safetensors
+            f.write(text)
     return write
 
 
@@ -44,6 +45,7 @@ def test_atomic_write_dir_replaces_the_whole_folder(tmp_path):
     assert (target / "a.json").read_text() == (target / "b.bin").read_text() == "new"
     assert os.listdir(tmp_path) == ["out"]
     assert stat.S_IMODE(os.stat(target).st_mode) == public_mode(directory=True)
+    assert all(stat.S_IMODE(os.stat(p).st_mode) == public_mode() for p in target.iterdir())
 
 
 def test_atomic_write_dir_can_keep_the_other_entries_of_the_folder(tmp_path):

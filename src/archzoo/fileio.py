@@ -74,6 +74,8 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], object], *
     try:
         write(tmp)
         for p in tmp.iterdir():
+            if p.is_file():
+                os.chmod(p, public_mode())      # writers that use temp files of their own leave 0600
             fsync(p)
         os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else public_mode(directory=True))
         if path.exists():

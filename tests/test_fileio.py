@@ -84,3 +84,21 @@ def test_sha256_is_hashlibs():
     import hashlib
 
     assert sha256(__file__) == hashlib.sha256(open(__file__, "rb").read()).hexdigest()
+
+
+def test_atomic_write_dir_refuses_to_replace_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    for target in (".", tmp_path):
+        with pytest.raises(ValueError, match="is the working directory or holds it"):
+            atomic_write_dir(target, write_pair("new"))
+    assert os.listdir(tmp_path) == ["run"] and os.listdir(tmp_path / "run") == []
+
+
+def test_atomic_write_dir_writes_through_a_symlinked_folder(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "notes.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    atomic_write_dir(tmp_path / "link", write_pair("new"), keep_others=True)
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(os.listdir(tmp_path / "real")) == ["a.json", "b.bin", "notes.txt"]

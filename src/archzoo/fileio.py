@@ -65,9 +65,12 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], object], *
     training run's logs) into the new one, each by a rename on the same file system (nothing is copied); a
     crash while carrying them leaves the rest in the `.<name>.old-*` folder beside `path`.
     """
-    path = Path(path)
+    given, path = Path(path), Path(path).resolve()      # a symlinked folder: replace the folder it points to
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a folder")
+        raise ValueError(f"{given} exists and is not a folder")
+    if path == Path.cwd() or path in Path.cwd().parents:
+        raise ValueError(f"{given} is the working directory or holds it, so it cannot be replaced: "
+                         "write into a folder of its own")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     old = None
@@ -91,4 +94,4 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], object], *
         shutil.rmtree(tmp, ignore_errors=True)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return path
+    return given

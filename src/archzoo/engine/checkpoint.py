@@ -144,7 +144,8 @@ def find_checkpoint(directory) -> Path | None:
     directory = Path(directory)
     if (directory / "meta.json").exists():
         return directory
-    previous = sorted(directory.parent.glob(f".{directory.name}.old-*"), key=os.path.getmtime)
+    real = directory.resolve()                  # where atomic_write_dir put it aside (through a symlink too)
+    previous = sorted(real.parent.glob(f".{real.name}.old-*"), key=os.path.getmtime)
     complete = [p for p in previous if (p / "meta.json").exists()]
     return complete[-1] if complete else None
 

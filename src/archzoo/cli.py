@@ -205,11 +205,13 @@ def cmd_train(args) -> None:
 
     from .engine import distributed
     from .engine.train import _check_args, evaluate, train
+    from .fileio import replaceable_dir
     from .hub import save_pretrained
 
     _check_args(args.steps, args.batch_size, None, args.checkpoint_every, False, args.grad_clip, args.warmup)
     device = _device(args.device)
-    out = _out_dir(args.out) or Path(f"runs/train/{args.model}-{args.data.replace('/', '_')}")
+    out = Path(args.out or f"runs/train/{args.model}-{args.data.replace('/', '_')}")
+    replaceable_dir(out)                        # save_pretrained replaces the folder at the end: check it first
     overrides = _parse_sets(args.set)
     preset = _build(args.model, overrides, meta=True)          # checks --set before any data is loaded
     data = _load_data(args)

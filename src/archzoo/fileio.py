@@ -53,6 +53,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     return path
 
 
+def replaceable_dir(path: str | os.PathLike) -> Path:
+    """The real folder (through symlinks) that `atomic_write_dir(path)` would replace; a ValueError where `path`
+    is a file, or the working directory or a folder holding it (renaming it would move the process's cwd)."""
+    real = Path(path).resolve()
+    if real.exists() and not real.is_dir():
+        raise ValueError(f"{path} exists and is not a folder")
+    if real == Path.cwd() or real in Path.cwd().parents:
+        raise ValueError(f"{path} is the working directory or holds it, so it cannot be replaced: "
+                         "write into a folder of its own")
+    return real
+
+
 def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], object], *, keep_others: bool = False) -> Path:
     """Call `write(tmp_dir)` on an empty folder beside `path`, then put that folder in place of `path`.
 
@@ -65,12 +77,7 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], object], *
     training run's logs) into the new one, each by a rename on the same file system (nothing is copied); a
     crash while carrying them leaves the rest in the `.<name>.old-*` folder beside `path`.
     """
-    given, path = Path(path), Path(path).resolve()      # a symlinked folder: replace the folder it points to
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{given} exists and is not a folder")
-    if path == Path.cwd() or path in Path.cwd().parents:
-        raise ValueError(f"{given} is the working directory or holds it, so it cannot be replaced: "
-                         "write into a folder of its own")
+    given, path = Path(path), replaceable_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     old = None

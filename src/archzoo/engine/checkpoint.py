@@ -106,6 +106,10 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
+def _is_step(step) -> bool:
+    return isinstance(step, int) and not isinstance(step, bool) and step >= 0
+
+
 def _write_files(tmp: Path, *, model, optimizer, scheduler, step: int, extra) -> None:
     """Write every file of a checkpoint into `tmp`, meta.json last."""
     save_model(model, str(tmp / "model.safetensors"))
@@ -132,7 +136,7 @@ def save_checkpoint(directory, *, model: torch.nn.Module, optimizer=None, schedu
     `extra` is any JSON-serialisable dict (e.g. the training history); it comes back in
     `load_checkpoint(...)["extra"]`. Returns the checkpoint's path.
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not _is_step(step):
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
     return atomic_write_dir(directory, lambda tmp: _write_files(tmp, model=model, optimizer=optimizer,
                                                                 scheduler=scheduler, step=step, extra=extra))
@@ -173,9 +177,8 @@ def _read_meta(directory: Path) -> dict:
         raise CheckpointError(f"{path}: corrupt JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
         raise CheckpointError(f"{path}: not an archzoo checkpoint (expected format {FORMAT!r})")
-    step = meta.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{path}: step must be an integer >= 0, got {step!r}")
+    if not _is_step(meta.get("step")):
+        raise CheckpointError(f"{path}: step must be an integer >= 0, got {meta.get('step')!r}")
     if not isinstance(meta.get("extra", {}), dict):
         raise CheckpointError(f"{path}: extra must be a JSON object, got {type(meta['extra']).__name__}")
     return meta

@@ -1,6 +1,8 @@
 """The `archzoo` command: list | info | models | run | train | bench | report | demo | data.
 
-Bad input (an unknown name, a wrong value, missing data) prints one line and exits 2.
+Bad input (an unknown name, a wrong value, missing or corrupt data, a device this machine lacks) prints one line
+and exits 2; arguments are checked before anything is printed or loaded. Output piped into a reader that stops
+early (`archzoo list | head`) ends quietly.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import registry
+from . import __version__, registry
 
 EXIT_USAGE = 2
+TEXT_MODELS = ("reformer_tiny", "linear_transformer_lm")      # causal token models, named when text does not fit
+IMAGE_DATA = "digits, fashion-mnist, mnist, cifar10 or an image folder"
+TOKEN_DATA = "pydoc, a .txt file, or a task (copy, duplication, associative_recall, listops, retrieval)"
 
 
 def _parse_value(text: str):
@@ -25,14 +30,76 @@ def _parse_value(text: str):
         return text
 
 
-def _parse_sets(items: list[str] | None) -> dict:
+def _parse_sets(items: list[str] | None, flag: str = "--set") -> dict:
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects key=value, got {item!r}")
         out[key.strip()] = _parse_value(value)
     return out
+
+
+def _show(overrides: dict) -> str:
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()) or "its defaults"
+
+
+def _device(name: str):
+    """`--device` as a torch.device that this machine has; otherwise one line saying what it has."""
+    import torch
+
+    from .engine.runtime import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            has = "this torch is built without CUDA" if torch.version.cuda is None else f"{count} CUDA device(s) here"
+            raise ValueError(f"--device {name}: no such CUDA device ({has}); use --device cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def _out_dir(path: str | None) -> Path | None:
+    """`--out`: a folder, or a path that does not exist yet."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise ValueError(f"--out {path}: exists and is not a folder")
+    return None if path is None else Path(path)
+
+
+def _same_kind(value, example) -> bool:
+    """Whether a `--set` value has the JSON kind of a config value (ints pass for floats, lists for tuples)."""
+    if isinstance(example, bool) or isinstance(value, bool):
+        return isinstance(example, bool) and isinstance(value, bool)
+    if isinstance(example, float):
+        return isinstance(value, (int, float))
+    if isinstance(example, (list, tuple)):
+        return isinstance(value, (list, tuple)) and (not example or all(_same_kind(v, example[0]) for v in value))
+    return isinstance(value, type(example))
+
+
+def _claim_overrides(slug: str, names: list[str], overrides: dict) -> dict:
+    """`run --set`: each key must be a config key of every claim run, its value of the kind the claim's configs
+    (quick, demo, full) give it; a list becomes a tuple where the configs hold tuples."""
+    kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list",
+             list: "a list", dict: "an object"}
+    for name in names:
+        c = registry.get_claim(slug, name)
+        configs = [cfg for cfg in (c.quick, c.demo, c.full) if cfg]
+        keys = sorted(set().union(*configs))
+        for key, value in overrides.items():
+            if key not in keys:
+                raise ValueError(f"--set {key}: not a config key of {slug}.{name} (its keys: {', '.join(keys)})")
+            examples = [cfg[key] for cfg in configs if key in cfg and cfg[key] is not None]
+            nullable = len(examples) < sum(key in cfg for cfg in configs)
+            if examples and not (value is None and nullable) and not any(_same_kind(value, e) for e in examples):
+                raise ValueError(f"--set {key}={json.dumps(value)}: {slug}.{name} takes "
+                                 f"{kinds.get(type(examples[0]), type(examples[0]).__name__)} there "
+                                 f"(e.g. {json.dumps(examples[0])})")
+            if isinstance(value, list) and any(isinstance(e, tuple) for e in examples):
+                overrides[key] = tuple(value)
+    return overrides
 
 
 def count_parameters(name: str, **overrides) -> int:
@@ -85,12 +152,24 @@ def cmd_info(args) -> None:
         print(f"  page: {page}")
 
 
-def cmd_models(args) -> None:
+def cmd_models(args) -> int:
+    """The table of presets; a preset that cannot be counted is one line on stderr (and exit status 1)."""
     names = registry.list_models(args.pattern)
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; see `archzoo models`")
-    rows = [{"model": n, "paper": registry.model_paper(n), "params": f"{count_parameters(n):,}"} for n in names]
+    rows, failed = [], []
+    for n in names:
+        try:
+            params = f"{count_parameters(n):,}"
+        except Exception as e:          # a defect of one preset must not hide the others: report it in one line
+            params = "error"
+            failed.append(f"archzoo: {n}: cannot be built on the meta device ({type(e).__name__}: {_first_line(e)})")
+        rows.append({"model": n, "paper": registry.model_paper(n), "params": params})
     print(_table(rows, ["model", "paper", "params"]))
+    sys.stdout.flush()
+    for line in failed:
+        print(line, file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_run(args) -> None:
@@ -102,12 +181,15 @@ def cmd_run(args) -> None:
     names = [args.claim] if args.claim else list(paper.claims)
     for name in names:
         registry.get_claim(args.slug, name)  # fail fast on a bad --claim
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     mode = "quick" if args.quick else "full"
-    overrides = _parse_sets(args.set)
+    overrides = _claim_overrides(args.slug, names, _parse_sets(args.set))
+    out = _out_dir(args.out)
     for name in names:
         print(f"== {args.slug}.{name} ({mode})")
         record = run_claim(args.slug, name, mode, seeds=args.seeds, device=args.device, data_dir=args.data_dir,
-                           overrides=overrides, out_dir=args.out)
+                           overrides=overrides, out_dir=out)
         _print_record(record)
 
 
@@ -122,22 +204,22 @@ def cmd_train(args) -> None:
     registry.model_paper(args.model)  # fail fast on an unknown model, before loading data
     import torch
 
-    from .data import load_dataset
     from .engine import distributed
-    from .engine.claims import resolve_device
-    from .engine.train import evaluate, train
+    from .engine.train import check_train_args, evaluate, train
+    from .fileio import replaceable_dir
     from .hub import save_pretrained
 
-    data_kw = _parse_sets(args.data_set)
-    data = load_dataset(args.data, data_dir=args.data_dir, **data_kw)
-    overrides = _parse_sets(args.set)
-    for key, attr in (("num_classes", "num_classes"), ("in_chans", "in_chans")):
-        if hasattr(data, attr) and key not in overrides and _accepts(args.model, key):
-            overrides[key] = getattr(data, attr)
-    model = registry.create_model(args.model, **overrides)
-    device = resolve_device(args.device)
+    check_train_args(steps=args.steps, batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
+                     grad_clip=args.grad_clip, warmup_steps=args.warmup)
+    device = _device(args.device)
     out = Path(args.out or f"runs/train/{args.model}-{args.data.replace('/', '_')}")
-    result = train(model, data.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    replaceable_dir(out)                        # save_pretrained replaces the folder at the end: check it first
+    overrides = _parse_sets(args.set)
+    preset = _build(args.model, overrides, meta=True)          # checks --set before any data is loaded
+    data = _load_data(args)
+    train_set, eval_set, split = _fit_to_data(args, preset, data, overrides)
+    model = _build(args.model, overrides)
+    result = train(model, train_set, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                    optimizer=args.optimizer, weight_decay=args.weight_decay, warmup_steps=args.warmup,
                    grad_clip=args.grad_clip, seed=args.seed, device=device, amp=args.amp, compile=args.compile,
                    log_path=out / "metrics.jsonl", checkpoint_dir=out / "checkpoints",
@@ -145,28 +227,101 @@ def cmd_train(args) -> None:
     if not distributed.is_main_process():          # under torchrun, rank 0 evaluates and writes
         return
     metrics = {"final_train_loss": result.final_loss}
-    if getattr(data, "test", None) is not None and hasattr(data, "num_classes"):
-        metrics.update({f"test_{k}": v for k, v in evaluate(model, data.test, device=device).items()})
+    if eval_set is not None:
+        metrics.update({f"{split}_{k}": v for k, v in evaluate(model, eval_set, device=device).items()})
     model.to(torch.device("cpu"))
     save_pretrained(model, out)
     print(json.dumps(metrics, indent=2))
     print(f"saved {out}/ (config.json, model.safetensors); load with archzoo.from_pretrained({str(out)!r})")
 
 
-def _accepts(model: str, key: str) -> bool:
-    import inspect
+def _build(name: str, overrides: dict, meta: bool = False):
+    """`create_model(name, **overrides)`, on the meta device if `meta` (None where the preset cannot be built
+    there); arguments it does not take, or values of the wrong type, are one line naming them."""
+    import torch
 
-    registry._load_papers()
-    fn = registry._MODELS[model][0] if model in registry._MODELS else None
-    if fn is None:
-        raise registry.unknown("model", model, registry._MODELS)
-    params = inspect.signature(fn).parameters
-    return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    try:
+        if not meta:
+            return registry.create_model(name, **overrides)
+        with torch.device("meta"):
+            return registry.create_model(name, **overrides)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} cannot be built with {_show(overrides)}: {_first_line(e)}") from None
+    except RuntimeError:
+        if meta:
+            return None
+        raise
+
+
+def _takes(name: str, overrides: dict, key: str, value) -> bool:
+    """Whether the preset builds with `key=value` added (on the meta device)."""
+    try:
+        _build(name, {**overrides, key: value}, meta=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_data(args):
+    from .data import load_dataset
+
+    return load_dataset(args.data, data_dir=args.data_dir, **_parse_sets(args.data_set, "--data-set"))
+
+
+def _fit_to_data(args, preset, data, overrides: dict) -> tuple:
+    """(training set, evaluation set or None, its split name) for `data`, after checking that the model takes
+    that kind of data; sets `num_classes` and `in_chans` (images, tasks) or the text model's arguments in
+    `overrides` where the preset takes them and `--set` did not."""
+    from .data import ImageData, TextData
+
+    takes = ("images" if hasattr(preset, "default_input_size") else
+             "tokens" if hasattr(preset, "vocab_size") else None)
+    gives = "images" if isinstance(data, ImageData) else "text" if isinstance(data, TextData) else "tokens"
+    if takes == "images" and gives != "images":
+        kind = "text" if gives == "text" else "a token sequence task"
+        raise ValueError(f"{args.model} is an image model (input {tuple(preset.default_input_size)}) and "
+                         f"--data {args.data} is {kind}: train it on {IMAGE_DATA}, or a sequence model on {kind}")
+    if takes == "tokens" and gives == "images":
+        raise ValueError(f"{args.model} is a sequence model (token ids (B, N)) and --data {args.data} gives "
+                         f"images: train it on {TOKEN_DATA}, or an image model on {args.data}")
+    if gives == "text":
+        return (*_fit_to_text(args, data, overrides), "val")
+    for key in ("num_classes", "in_chans"):
+        if hasattr(data, key) and key not in overrides and _takes(args.model, overrides, key, getattr(data, key)):
+            overrides[key] = getattr(data, key)
+    return data.train, getattr(data, "test", None), "test"
+
+
+def _fit_to_text(args, data, overrides: dict) -> tuple:
+    """A causal next-character model of `data` (vocab_size and num_classes = its characters, per_token and
+    causal where the preset takes them), trained on windows of --block-size characters."""
+    vocab = data.tokenizer.vocab_size
+    for key, value in (("vocab_size", vocab), ("num_classes", vocab), ("per_token", True), ("causal", True)):
+        if key not in overrides and _takes(args.model, overrides, key, value):
+            overrides[key] = value
+    preset = _build(args.model, overrides, meta=True)
+    if preset is not None:
+        why = ("it attends both ways (causal=False), so it would see the character it must predict"
+               if not getattr(preset, "causal", False) else
+               "it gives one label per sequence (per_token=False)" if not getattr(preset, "per_token", True) else
+               f"its vocabulary holds {preset.vocab_size} tokens, not the {vocab} characters of {args.data}"
+               if getattr(preset, "vocab_size", vocab) < vocab or getattr(preset, "num_classes", vocab) != vocab
+               else None)
+        if why:
+            raise ValueError(f"{args.model} cannot be a next-character model: {why}; text trains a causal "
+                             f"sequence model such as {' or '.join(TEXT_MODELS)}")
+        if args.block_size > getattr(preset, "max_len", args.block_size):
+            raise ValueError(f"--block-size {args.block_size}: {args.model} takes at most {preset.max_len} tokens")
+    return data.windows("train", args.block_size), data.windows("val", args.block_size)
 
 
 def cmd_bench(args) -> None:
     from .engine import bench  # noqa: F401  (registers the generic suites)
     from .registry import repo_root
+
+    if args.suite == "list":
+        print("\n".join(registry.list_benches()))
+        return
 
     if args.suite == "all":
         suites = registry.list_benches()
@@ -287,11 +442,16 @@ def _table(rows: list[dict], columns: list[str], widths: dict | None = None) -> 
     return "\n".join(lines)
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 # ----------------------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archzoo", description="The deep-learning architectures course, runnable.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="all 64 papers with status and claims")
@@ -320,9 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a preset on a dataset with the engine")
     p.add_argument("model")
-    p.add_argument("--data", required=True, help="digits, fashion-mnist, mnist, cifar10, pydoc, a task, or a path")
+    p.add_argument("--data", required=True, help="images (digits, fashion-mnist, mnist, cifar10, a folder) for image "
+                   "models; text (pydoc, a .txt file) or a task (copy, listops, ...) for sequence models")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--data-set", action="append", metavar="KEY=VALUE", help="dataset option, e.g. length=512")
+    p.add_argument("--block-size", type=int, default=128, help="text data: characters per training window")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, e.g. num_classes=10")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=64)
@@ -336,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="autocast (bf16) on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (none: an error)")
     p.add_argument("--out", help="output folder (default runs/train/<model>-<data>)")
     p.set_defaults(fn=cmd_train)
 
@@ -374,25 +536,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "bench" and args.suite == "list":
-        from .engine import bench  # noqa: F401
-
-        print("\n".join(registry.list_benches()))
-        return 0
     try:
-        args.fn(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        if type(e).__name__ not in _USER_ERRORS and not isinstance(e, ValueError):
+        if getattr(args, "device", None) is not None:
+            _device(args.device)                    # a device this machine lacks: one line, before any output
+        status = args.fn(args) or 0
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader stopped early (`archzoo list | head`): end quietly, as Python's documentation of
+        # SIGPIPE recommends, pointing stdout at devnull so that the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError, FloatingPointError) as e:
+        return _usage_error(e)
+    except RuntimeError as e:
+        if type(e).__name__ not in _USER_ERRORS:
             raise
-        print(f"archzoo: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error(e)
     except KeyboardInterrupt:
         print("archzoo: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
-_USER_ERRORS = {"DatasetUnavailable", "CheckpointError", "FileNotFoundError", "UnknownNameError"}
+def _usage_error(e: BaseException) -> int:
+    print(f"archzoo: error: {_first_line(e)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+_USER_ERRORS = {"DatasetUnavailable"}          # RuntimeErrors that are the user's to fix (the others are bugs)
 
 if __name__ == "__main__":
     sys.exit(main())

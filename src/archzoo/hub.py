@@ -1,19 +1,37 @@
-"""save_pretrained / from_pretrained: `config.json` + `model.safetensors`, never pickle."""
+"""save_pretrained / from_pretrained: `config.json` + `model.safetensors`, never pickle.
+
+`config.json` holds the preset name, its overrides and the SHA-256 of `model.safetensors`:
+
+    {"model": "resnet20", "kwargs": {"num_classes": 7}, "weights_sha256": "9f86d0..."}
+
+Both files are written into a temporary folder beside the target and renamed into place together
+(`fileio.atomic_write_dir`), so a save that is interrupted leaves the previous pair whole, never new weights
+beside an old config. Other entries of the target folder (a training run's logs, a user's notes) are kept.
+
+`from_pretrained` checks everything it can before it builds the model: the config's JSON and types, the
+weights' SHA-256 (a config without it, from an older save, still loads), that the preset builds on the meta
+device with these arguments and is not absurdly large for the weights file, and that the weights file is a
+readable safetensors file. Every problem is a ValueError naming the file; a `pytorch_model.bin` is ignored.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from types import MethodType
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from .fileio import atomic_write
+from .fileio import atomic_write_dir, sha256
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
+HASH_KEY = "weights_sha256"
+SIZE_FACTOR, SIZE_SLACK = 8, 16 << 20   # a build over 8 x the weights file + 16 MiB is refused (see _check_size)
 
 
 def attach_pretrained(model: nn.Module, name: str, overrides: dict) -> nn.Module:
@@ -29,7 +47,7 @@ def attach_pretrained(model: nn.Module, name: str, overrides: dict) -> nn.Module
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Write `config.json` and `model.safetensors` into `directory` (each file atomically).
+    """Write `config.json` and `model.safetensors` into `directory`, both or neither (see the module's docstring).
 
     A head replaced since `create_model` (`reset_classifier(n)`) is recorded as the override `num_classes=n`, so
     `from_pretrained` rebuilds the model with that head.
@@ -40,21 +58,90 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     num_classes = getattr(model, "num_classes", None)
     if num_classes != getattr(model, "_built_num_classes", None):
         cfg = {**cfg, "kwargs": {**cfg["kwargs"], "num_classes": num_classes}}
-    directory = Path(directory)
-    atomic_write(directory / WEIGHTS, lambda tmp: save_model(model, tmp))
-    atomic_write(directory / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
-    return directory
+
+    def write(folder: Path) -> None:
+        save_model(model, str(folder / WEIGHTS))
+        config = {**cfg, HASH_KEY: sha256(folder / WEIGHTS)}
+        (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+    return atomic_write_dir(directory, write, keep_others=True)
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """A saved model's `config.json`, checked: a JSON object with a string `model`, an object `kwargs` (optional)
+    and a 64-hex-digit `weights_sha256` (optional); anything else is a ValueError naming the file."""
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: expected a JSON object with \"model\" and \"kwargs\", got a {_json_type(cfg)}")
+    if not isinstance(cfg.get("model"), str):
+        got = "nothing" if "model" not in cfg else f"a {_json_type(cfg['model'])}"
+        raise ValueError(f"{path}: \"model\" must be the name of a preset (a string), got {got}")
+    if not isinstance(cfg.setdefault("kwargs", {}), dict):
+        raise ValueError(f"{path}: \"kwargs\" must be an object of the preset's arguments, "
+                         f"got a {_json_type(cfg['kwargs'])}")
+    digest = cfg.get(HASH_KEY)
+    if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise ValueError(f"{path}: \"{HASH_KEY}\" must be 64 hex digits, got {digest!r}")
+    return cfg
 
 
 def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides) -> nn.Module:
-    """Rebuild the preset recorded in `config.json` and load `model.safetensors` into it (strict)."""
+    """Rebuild the preset recorded in `config.json` and load `model.safetensors` into it (strict).
+
+    `overrides` change the recorded arguments (e.g. `img_size=384` to fine-tune a ViT at a higher resolution).
+    """
     from .registry import create_model
 
     directory = Path(directory)
-    for f in (CONFIG, WEIGHTS):
-        if not (directory / f).exists():
-            raise ValueError(f"{directory} is not a saved archzoo model: {f} is missing")
-    cfg = json.loads((directory / CONFIG).read_text())
-    model = create_model(cfg["model"], **{**cfg.get("kwargs", {}), **overrides})
-    load_model(model, directory / WEIGHTS, strict=True, device=str(map_location))
+    config, weights = directory / CONFIG, directory / WEIGHTS
+    for f in (config, weights):
+        if not f.is_file():
+            raise ValueError(f"{directory} is not a saved archzoo model: {f.name} is missing")
+    cfg = read_config(config)
+    if cfg.get(HASH_KEY) is not None and sha256(weights) != cfg[HASH_KEY]:
+        raise ValueError(f"{weights}: SHA-256 does not match the one recorded in {config} "
+                         "(the file is corrupt, truncated or from another save)")
+    try:
+        with safe_open(str(weights), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights}: not a readable safetensors file ({e})") from None
+    name, kwargs = cfg["model"], {**cfg["kwargs"], **overrides}
+    try:
+        with torch.device("meta"):
+            meta = create_model(name, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{config}: cannot build {name!r} with {kwargs}: {e}") from None
+    except RuntimeError:
+        meta = None                      # a preset that cannot be built on the meta device: no size check
+    if meta is not None:
+        _check_size(meta, weights, config)
+    model = create_model(name, **kwargs)
+    try:
+        load_model(model, weights, strict=True, device=str(map_location))
+    except (SafetensorError, RuntimeError) as e:
+        raise ValueError(f"{weights}: does not fit {name!r} built from {config} "
+                         f"({' '.join(str(e).split())[:300]})") from None
     return model
+
+
+def _check_size(meta: nn.Module, weights: Path, config: Path) -> None:
+    """Refuse to build a model far larger than the weights it is to receive (a config that would fill memory).
+
+    The file stores tied weights once and may hold a narrower dtype, so only a factor beyond any such reason
+    (SIZE_FACTOR, plus SIZE_SLACK for small models) counts as absurd.
+    """
+    need = sum(t.numel() * t.element_size() for t in meta.state_dict().values())
+    have = weights.stat().st_size
+    if need > SIZE_FACTOR * have + SIZE_SLACK:
+        raise ValueError(f"{config}: the model it describes has {need:,} bytes of weights, but {weights} holds "
+                         f"{have:,}: refusing to build it")
+
+
+def _json_type(value) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")

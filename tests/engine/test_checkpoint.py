@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -145,3 +147,64 @@ def test_a_crash_between_the_two_renames_falls_back_to_the_previous_checkpoint(t
     kept = path.rename(tmp_path / ".ckpt.old-abc")                   # the state after the first rename
     assert find_checkpoint(path) == kept
     assert find_checkpoint(tmp_path / "elsewhere") is None
+
+
+def test_resume_without_meta_json_refuses_and_keeps_the_files(tmp_path):
+    train(mlp(seed=0), random_data(), checkpoint_dir=tmp_path, **{**TRAIN, "steps": 2})
+    (tmp_path / "last" / "meta.json").unlink()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "last").iterdir()}
+    with pytest.raises(CheckpointError, match="not a complete checkpoint.*meta.json") as e:
+        train(mlp(seed=0), random_data(), checkpoint_dir=tmp_path, resume=True, **TRAIN)
+    assert str(tmp_path / "last") in str(e.value)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "last").iterdir()} == before    # nothing overwritten
+
+
+def test_resume_with_no_checkpoint_at_all_refuses(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        train(mlp(seed=0), random_data(), checkpoint_dir=tmp_path, resume=True, **TRAIN)
+    assert not (tmp_path / "last").exists()
+
+
+@pytest.mark.parametrize("step", ["five", 2.5, None, -1, True])
+def test_a_step_that_is_not_a_count_raises_checkpoint_error(tmp_path, step):
+    path, _, _ = saved(tmp_path)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "step": step}))
+    with pytest.raises(CheckpointError, match="meta.json: step must be an integer"):
+        load_checkpoint(path, model=mlp(seed=0))
+
+
+def test_resuming_with_another_optimizer_names_both(tmp_path):
+    train(mlp(seed=0), random_data(), checkpoint_dir=tmp_path, **{**TRAIN, "steps": 2})
+    with pytest.raises(CheckpointError, match="saved with the optimizer AdamW, not SGD"):
+        train(mlp(seed=0), random_data(), checkpoint_dir=tmp_path, resume=True, **{**TRAIN, "optimizer": "sgd"})
+
+
+def test_a_checkpoint_without_the_optimizer_name_is_still_checked_by_its_hyperparameters(tmp_path):
+    path, _, _ = saved(tmp_path)                                      # AdamW, as written before names were recorded
+    meta = json.loads((path / "meta.json").read_text())
+    del meta["optimizers"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    model = mlp(seed=0)
+    with pytest.raises(CheckpointError, match=r"optimizer.json: hyperparameters \['amsgrad', 'betas'.*unknown to SGD"):
+        load_checkpoint(path, model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    load_checkpoint(path, model=model, optimizer=torch.optim.AdamW(model.parameters()))
+
+
+def test_an_optimizer_state_that_does_not_fit_names_the_file(tmp_path):
+    path, _, _ = saved(tmp_path)
+    model = mlp(seed=0)
+    head_only = torch.optim.AdamW(model[-1].parameters())            # 2 parameters where the checkpoint has 4
+    with pytest.raises(CheckpointError, match="optimizer.json: does not fit the optimizer AdamW"):
+        load_checkpoint(path, model=model, optimizer=head_only)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(grad_clip=-1.0), "grad_clip must be > 0"),
+                                           (dict(grad_clip=0.0), "grad_clip must be > 0"),
+                                           (dict(warmup_steps=-1), "warmup_steps must be >= 0")])
+def test_a_negative_clip_or_warmup_is_refused_before_training(kwargs, match):
+    model = mlp(seed=0)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=match):
+        train(model, random_data(), **{**TRAIN, **kwargs})
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))

@@ -8,7 +8,7 @@ A checkpoint is a directory:
     scheduler.json          the learning-rate scheduler's state
     rng.safetensors         torch's CPU (and CUDA) generator states
     rng.json                numpy's and Python's `random` states
-    meta.json               step, caller's `extra`, and the SHA-256 of every file above
+    meta.json               step, caller's `extra`, the optimizer's class and the SHA-256 of every file above
 
 Several named models, optimizers and schedulers (a GAN's `{"G": ..., "D": ...}`) go to
 `model.G.safetensors`, `optimizer.D.json`, ...; an entry named like its kind (`{"model": m}`) uses
@@ -18,17 +18,15 @@ values) go to `state.<name>.json` + `state.<name>.safetensors` and come back in 
 It is written into a temporary directory beside its destination and renamed
 into place only when complete, so a crash leaves the previous checkpoint
 intact. `load_checkpoint` checks every checksum before touching the model and
-raises `CheckpointError` naming the file that is missing, truncated or corrupt.
+raises `CheckpointError` naming the file that is missing, truncated or corrupt,
+or that does not fit the model or optimizer it is loaded into.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from ..fileio import public_mode
+from ..fileio import atomic_write_dir, sha256
 
 FORMAT = "archzoo-checkpoint"
 VERSION = 1
@@ -109,24 +107,12 @@ def _set_rng_state(tensors: dict, state: dict) -> None:
 # ----------------------------------------------------------------------------- files
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _is_step(step) -> bool:
+    return isinstance(step, int) and not isinstance(step, bool) and step >= 0
 
 
 def _stem(kind: str, name: str, plain: bool = True) -> str:
@@ -158,11 +144,10 @@ def _write_files(tmp: Path, *, models: dict, optimizers: dict, schedulers: dict,
     rng_tensors, rng_json = _rng_state()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     _write_json(tmp / "rng.json", rng_json)
-    files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
-    _write_json(tmp / "meta.json", {"format": FORMAT, "version": VERSION, "step": step,
-                                    "extra": extra or {}, "files": files})
-    for p in tmp.iterdir():
-        _fsync(p)
+    files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+    meta = {"format": FORMAT, "version": VERSION, "step": step, "extra": extra or {}, "files": files,
+            "optimizers": {name: type(opt).__name__ for name, opt in optimizers.items()}}
+    _write_json(tmp / "meta.json", meta)
 
 
 def _with(one, named: dict | None, kind: str) -> dict:
@@ -184,25 +169,11 @@ def save_checkpoint(directory, *, model: torch.nn.Module | None = None, optimize
     `load_checkpoint(...)["extra"]`. `models`, `optimizers`, `schedulers` and `states` are
     `{name: ...}` dicts (see the module's docstring). Returns the checkpoint's path.
     """
+    if not _is_step(step):
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
     named = dict(models=_with(model, models, "model"), optimizers=_with(optimizer, optimizers, "optimizer"),
                  schedulers=_with(scheduler, schedulers, "scheduler"), states=states or {})
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-    old = None
-    try:
-        _write_files(tmp, **named, step=step, extra=extra)
-        os.chmod(tmp, public_mode(directory=True))
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
-            os.replace(directory, old)          # an empty directory is replaced by the rename
-        os.replace(tmp, directory)
-        _fsync(directory.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return directory
+    return atomic_write_dir(directory, lambda tmp: _write_files(tmp, **named, step=step, extra=extra))
 
 
 def find_checkpoint(directory) -> Path | None:
@@ -211,9 +182,23 @@ def find_checkpoint(directory) -> Path | None:
     directory = Path(directory)
     if (directory / "meta.json").exists():
         return directory
-    previous = sorted(directory.parent.glob(f".{directory.name}.old-*"), key=os.path.getmtime)
+    real = directory.resolve()                  # where atomic_write_dir put it aside (through a symlink too)
+    previous = sorted(real.parent.glob(f".{real.name}.old-*"), key=os.path.getmtime)
     complete = [p for p in previous if (p / "meta.json").exists()]
     return complete[-1] if complete else None
+
+
+def resumable_checkpoint(directory) -> Path:
+    """The checkpoint to resume from (see `find_checkpoint`); raises `CheckpointError` when there is none, so
+    that a resumed run never starts again from step 0 and overwrites a folder it could not read."""
+    directory = Path(directory)
+    found = find_checkpoint(directory)
+    if found is not None:
+        return found
+    if directory.exists():
+        raise CheckpointError(f"cannot resume: {directory} is not a complete checkpoint (meta.json is missing); "
+                              "refusing to start again and overwrite it: move it away or train without resume")
+    raise CheckpointError(f"cannot resume: no checkpoint at {directory}; train without resume to start afresh")
 
 
 def _read_meta(directory: Path) -> dict:
@@ -226,6 +211,10 @@ def _read_meta(directory: Path) -> dict:
         raise CheckpointError(f"{path}: corrupt JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
         raise CheckpointError(f"{path}: not an archzoo checkpoint (expected format {FORMAT!r})")
+    if not _is_step(meta.get("step")):
+        raise CheckpointError(f"{path}: step must be an integer >= 0, got {meta.get('step')!r}")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise CheckpointError(f"{path}: extra must be a JSON object, got {type(meta['extra']).__name__}")
     return meta
 
 
@@ -234,7 +223,7 @@ def _verify(directory: Path, meta: dict) -> None:
         path = directory / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing from the checkpoint")
-        if _sha256(path) != digest:
+        if sha256(path) != digest:
             raise CheckpointError(f"{path}: SHA-256 does not match meta.json (truncated or corrupt)")
 
 
@@ -267,6 +256,29 @@ def _load_nested(directory: Path, meta: dict, stem: str, what: str, map_location
     return _join_tensors(structure, _load_tensors(_require(directory, meta, f"{stem}.safetensors", what), map_location))
 
 
+def _load_optimizer(directory: Path, meta: dict, name: str, optimizer: torch.optim.Optimizer, map_location) -> None:
+    """Restore the optimizer `name`, after checking that the checkpoint was saved by the same kind of optimizer:
+    its class in meta.json, or (older checkpoints) no hyperparameter that this optimizer does not know."""
+    stem, what = _stem("optimizer", name), _what("optimizer", name)
+    path = directory / f"{stem}.json"
+    cls, saved = type(optimizer).__name__, meta.get("optimizers", {}).get(name, meta.get("optimizer"))
+    if saved is not None and saved != cls:
+        raise CheckpointError(f"{directory} was saved with the {what} {saved}, not {cls}: resume with {saved}")
+    structure = _load_nested(directory, meta, stem, what, map_location)
+    try:
+        state = _optimizer_state(structure, optimizer)
+        foreign = set().union(*map(set, state["param_groups"])) - set().union(*map(set, optimizer.param_groups))
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not an optimizer state ({type(e).__name__}: {e})") from e
+    if foreign:
+        raise CheckpointError(f"{path}: hyperparameters {sorted(foreign)} are unknown to {cls}: resume with the "
+                              "optimizer the checkpoint was saved with")
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: does not fit the optimizer {cls} ({e})") from e
+
+
 def load_checkpoint(directory, *, model: torch.nn.Module | None = None, optimizer=None, scheduler=None,
                     map_location="cpu", models: dict | None = None, optimizers: dict | None = None,
                     schedulers: dict | None = None) -> dict:
@@ -285,8 +297,7 @@ def load_checkpoint(directory, *, model: torch.nn.Module | None = None, optimize
         except (SafetensorError, RuntimeError) as e:
             raise CheckpointError(f"{directory / file}: does not fit the model ({e})") from e
     for name, opt in _with(optimizer, optimizers, "optimizer").items():
-        saved = _load_nested(directory, meta, _stem("optimizer", name), _what("optimizer", name), map_location)
-        opt.load_state_dict(_optimizer_state(saved, opt))
+        _load_optimizer(directory, meta, name, opt, map_location)
     for name, sched in _with(scheduler, schedulers, "scheduler").items():
         sched.load_state_dict(_load_json(_require(directory, meta, f"{_stem('scheduler', name)}.json",
                                                   _what("scheduler", name))))

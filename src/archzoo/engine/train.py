@@ -25,8 +25,8 @@ from .streams import StepSampler, gather, to_device
 from .trainer import Trainer, TrainResult, class_last, cross_entropy_loss, supervised_step
 
 # the names this module has always exported, several of them now defined in streams, schedules and trainer
-__all__ = ["FitResult", "StepSampler", "TrainResult", "build_optimizer", "cross_entropy_loss", "evaluate",
-           "fit_and_eval", "gather", "lr_factor", "to_device", "train"]
+__all__ = ["FitResult", "StepSampler", "TrainResult", "build_optimizer", "check_train_args", "cross_entropy_loss",
+           "evaluate", "fit_and_eval", "gather", "lr_factor", "to_device", "train"]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 TRAIN_EVAL_SAMPLES = 10_000         # fit_and_eval measures training error on at most this many samples
@@ -64,6 +64,21 @@ def build_optimizer(model: nn.Module, name, *, lr: float, weight_decay: float = 
 # ----------------------------------------------------------------------------- the loop
 
 
+def check_train_args(*, steps: int, batch_size: int, checkpoint_every: int = 0, grad_clip: float | None = None,
+                     warmup_steps: int = 0) -> None:
+    """The checks of `train`'s arguments, before anything is built (the CLI calls it before loading data)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+    if grad_clip is not None and not grad_clip > 0:     # a negative max norm would reverse the gradients
+        raise ValueError(f"grad_clip must be > 0 (or None for no clipping), got {grad_clip}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+
+
 def train(model: nn.Module, dataset: Dataset, *, steps: int, batch_size: int, loss_fn=None, lr: float = 1e-3,
           optimizer="adamw", weight_decay: float = 0.0, momentum: float = 0.9, warmup_steps: int = 0,
           schedule="cosine", grad_clip: float | None = None, seed: int = 0, device="cpu", amp=False,
@@ -82,7 +97,8 @@ def train(model: nn.Module, dataset: Dataset, *, steps: int, batch_size: int, lo
     - `amp`: autocast on CUDA (True: bf16 where supported else fp16 with a GradScaler; or
       "bf16"/"fp16"); it has no effect on other devices. `compile` applies `torch.compile`.
     - `checkpoint_dir`: a checkpoint every `checkpoint_every` steps (0: only at the end) in
-      `<checkpoint_dir>/last`; `resume=True` continues from it, bit for bit on CPU.
+      `<checkpoint_dir>/last`; `resume=True` continues from it, bit for bit on CPU (no checkpoint there:
+      CheckpointError, so nothing is overwritten). `grad_clip` > 0, `warmup_steps` >= 0.
     - Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DDP and `batch_size` is the
       per-process batch; only rank 0 shows progress and writes logs and checkpoints.
 
@@ -90,6 +106,8 @@ def train(model: nn.Module, dataset: Dataset, *, steps: int, batch_size: int, lo
     `grad_norm` (before clipping, when clipping) and the loss_fn's metrics (rank 0's). A loss that
     is NaN or infinite stops training with a FloatingPointError naming the step, before the update.
     """
+    check_train_args(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, grad_clip=grad_clip,
+                     warmup_steps=warmup_steps)
     device = process_device(device)
     model.to(device).train()
     opt = build_optimizer(model, optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov)

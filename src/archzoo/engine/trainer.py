@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, resumable_checkpoint, save_checkpoint
 from .hooks import GradNorm, NanGuard
 from .runtime import process_device, seed_everything
 from .streams import Stream
@@ -334,11 +334,9 @@ class Trainer:
         distributed.barrier()
 
     def _resume(self) -> None:
-        found = find_checkpoint(self.checkpoint)
-        if found is None:
-            return
-        meta = load_checkpoint(found, models=self.models, optimizers=self.optimizers, schedulers=self.schedulers,
-                               map_location=self.device)
+        # no checkpoint raises: a resumed run never restarts at 0 over a folder it cannot read (and overwrites it)
+        meta = load_checkpoint(resumable_checkpoint(self.checkpoint), models=self.models, optimizers=self.optimizers,
+                               schedulers=self.schedulers, map_location=self.device)
         self.step, self.history = meta["step"], meta["extra"].get("history", [])
         self.evaluations = meta["extra"].get("evaluations", [])
         self.scaler.load_state_dict(meta["extra"].get("grad_scaler", self.scaler.state_dict()))

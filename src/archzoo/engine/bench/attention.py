@@ -129,7 +129,7 @@ def bench_attention_rows(spec: AttentionBenchSpec, sizes: list[int], *, dim: int
 @register_bench("attention")
 def bench_attention(args) -> None:
     """Time and peak memory of every registered attention against n, with the public references."""
-    from ..claims import resolve_device
+    from ..runtime import resolve_device
 
     quick = bool(getattr(args, "quick", False))
     repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)

@@ -105,7 +105,7 @@ def bench_models(args) -> None:
     family's presets, written to their own section `models-<family>`).
     """
     from ...registry import get_paper, list_models, list_papers, model_paper
-    from ..claims import resolve_device
+    from ..runtime import resolve_device
 
     quick = bool(getattr(args, "quick", False))
     repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)

@@ -69,7 +69,7 @@ def _bench_pair(pair: LayerPair, shape: tuple, **kw) -> dict:
 @register_bench("norms")
 def bench_norms(args) -> None:
     """The layer table, then the model table of the cnn family at the two input settings."""
-    from ..claims import resolve_device
+    from ..runtime import resolve_device
 
     quick = bool(getattr(args, "quick", False))
     repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)

@@ -13,7 +13,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 FASHION_MNIST_HOW := sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu), or archzoo data fetch fashion-mnist \
 	where a network exists, or put its four IDX files in a folder and pass --data-dir FOLDER
 
-.PHONY: install data demo test bench report clean
+.PHONY: install data demo test test-reference bench report clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest
+
+# The reference tests: ours against the public implementations of the [bench] extra after copying weights (Hugging
+# Face ViT/BiT/Longformer/BigBird/Reformer, performer-pytorch, linformer, linear-attention-transformer). Here a
+# missing reference fails instead of skipping, except timm's (it needs a CUDA torch through torchvision).
+test-reference: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	ARCHZOO_REFERENCES=required $(PY) -m pytest -m reference -rs
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]' || echo "reference packages unavailable: benchmarking ours only"

@@ -6,6 +6,7 @@ No test may use the network: a connection to any address but the loopback raises
 """
 
 import ipaddress
+import os
 import socket
 
 import pytest
@@ -111,3 +112,19 @@ def quick_claim(tmp_path_factory):
         return records[slug, name, data]
 
     return run
+
+
+# `make test-reference` sets ARCHZOO_REFERENCES=required: a reference test that skips because its reference package
+# is missing then fails, except timm's (timm pulls a CUDA torch through torchvision, so it is never installed here).
+OPTIONAL_REFERENCES = ("timm",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("reference") is not None \
+            and os.environ.get("ARCHZOO_REFERENCES") == "required":
+        reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+        if not any(name in reason for name in OPTIONAL_REFERENCES):
+            report.outcome, report.longrepr = "failed", f"reference required but skipped: {reason}"

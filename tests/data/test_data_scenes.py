@@ -50,3 +50,14 @@ def test_instance_boxes_of_a_known_square():
     assert instance_boxes(semantic, torch.zeros_like(instance))[0].shape == (0, 4)
     with pytest.raises(ValueError, match="without gaps"):
         instance_boxes(semantic, instance * 2)
+
+
+def test_shape_scenes_load_by_name_with_disjoint_train_and_test():
+    from archzoo.data import list_datasets, load_dataset
+
+    assert "shape_scenes" in list_datasets()
+    data = load_dataset("shape_scenes", n_train=8, n_test=4, size=24, seed=3)
+    assert (len(data.train), len(data.test)) == (8, 4) and data.train.images.shape[-2:] == (24, 24)
+    assert not torch.equal(data.train.images[:4], data.test.images)
+    torch.testing.assert_close(data.test.images, load_dataset("shape_scenes", n_train=8, n_test=4, size=24,
+                                                                seed=3).test.images)

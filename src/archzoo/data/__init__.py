@@ -43,6 +43,7 @@ from .registry import (
     search_dirs,
 )
 from .samples import list_images, load_image
+from .scenes import SceneData, ShapeScenes, load_scenes, make_scenes
 from .tasks import (
     IGNORE_INDEX,
     SequenceTask,
@@ -144,4 +145,5 @@ __all__ = [
     "CharTokenizer", "load_image", "list_images", "load_image_folder", "download", "load_text", "load_task",
     "evaluate_listops",
     "make_copy", "make_duplication", "make_associative_recall", "make_listops", "make_retrieval", "IGNORE_INDEX",
+    "make_scenes", "load_scenes", "ShapeScenes", "SceneData",
 ]

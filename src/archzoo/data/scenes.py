@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..core.checks import check_shape
+from .registry import register_dataset
 
 STUFF_CLASSES = ("sky", "ground")
 THING_CLASSES = ("circle", "square", "triangle")
@@ -110,3 +111,26 @@ def make_scenes(n: int, size: int = 32, max_objects: int = 4, radius: tuple[floa
     semantic, instance = torch.from_numpy(semantic), torch.from_numpy(instance)
     boxes, labels = zip(*map(instance_boxes, semantic, instance))
     return ShapeScenes(torch.from_numpy(images.clip(0, 1))[:, None], semantic, instance, list(boxes), list(labels))
+
+
+@dataclass
+class SceneData:
+    """Train and test shape scenes, as `load_dataset("shape_scenes")` returns them."""
+
+    name: str
+    train: ShapeScenes
+    test: ShapeScenes
+    classes: tuple[str, ...] = CLASSES
+    thing_ids: tuple[int, ...] = THING_IDS
+
+
+def load_scenes(n_train: int = 512, n_test: int = 128, size: int = 32, max_objects: int = 4,
+                seed: int = 0) -> SceneData:
+    """`n_train` and `n_test` scenes of `size` x `size` from two independent seeds (never the same scenes)."""
+    train_seed, test_seed = np.random.SeedSequence(seed).generate_state(2)
+    return SceneData("shape_scenes", make_scenes(n_train, size, max_objects, seed=int(train_seed)),
+                     make_scenes(n_test, size, max_objects, seed=int(test_seed)))
+
+
+register_dataset("shape_scenes", load_scenes, kind="scenes",
+                 description="generated panoptic scenes: sky/ground stuff, circle/square/triangle things, boxes")

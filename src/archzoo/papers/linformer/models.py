@@ -50,25 +50,28 @@ def _base(seq_len: int, k: int, sharing: str, vocab_size: int, dropout: float) -
                            heads=12, dim_head=64, norm="post", tie_embeddings=True, dropout=dropout)
 
 
-@register_model(paper="linformer")
+MLM_512 = dict(input_size=(512,), num_classes=ROBERTA_VOCAB, task="masked-language-modeling")
+
+
+@register_model(paper="linformer", **MLM_512)
 def linformer_base_n512_k128(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1):
     """The paper's main pretraining model (Fig. 3a, Table 2): n = 512, k = 128."""
     return _base(512, 128, sharing, vocab_size, dropout)
 
 
-@register_model(paper="linformer")
+@register_model(paper="linformer", **MLM_512)
 def linformer_base_n512_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1):
     """n = 512, k = 256 (Fig. 3a, Table 2)."""
     return _base(512, 256, sharing, vocab_size, dropout)
 
 
-@register_model(paper="linformer")
+@register_model(paper="linformer", **dict(MLM_512, input_size=(1024,)))
 def linformer_base_n1024_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1):
     """n = 1024, k = 256 (Fig. 3b, Table 2)."""
     return _base(1024, 256, sharing, vocab_size, dropout)
 
 
-@register_model(paper="linformer")
+@register_model(paper="linformer", input_size=(512,), num_classes=10, task="sequence-classification")
 def linformer_tiny(vocab_size: int = 16, num_classes: int = 10, seq_len: int = 512, k: int = 64,
                    sharing: str = "headwise", per_token: bool = False):
     """The small model of the generated long-range tasks (`archzoo bench tasks` size: width 64, 2 pre-norm layers,

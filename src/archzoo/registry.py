@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -24,6 +25,13 @@ from .catalog import FAMILIES, PAPERS
 
 class UnknownNameError(ValueError):
     """A slug, model, attention or claim name that is not registered (message names the closest ones)."""
+
+
+class UnknownArgumentError(ValueError, TypeError):
+    """A keyword argument that a model preset does not take (message lists the ones it takes).
+
+    Also a `TypeError`, what Python raises for an unexpected keyword argument, so `except TypeError` still works.
+    """
 
 
 def unknown(kind: str, name: str, known) -> UnknownNameError:
@@ -97,6 +105,7 @@ _PAPERS: dict[str, Paper] = {
     slug: Paper(slug, title, arxiv, year, family, summary) for slug, title, arxiv, year, family, summary in PAPERS
 }
 _MODELS: dict[str, tuple[Callable, str]] = {}      # name -> (factory, paper slug)
+_CFGS: dict[str, dict] = {}                         # name -> the pretrained_cfg declared at registration
 _ATTENTIONS: dict[str, type] = {}
 _LAYERS: dict[str, object] = {}
 _BENCHES: dict[str, Callable] = {}
@@ -130,14 +139,46 @@ def _load_papers() -> None:
         raise
 
 
-def register_model(name: str | None = None, *, paper: str):
-    """Decorate a preset factory `f(**overrides) -> nn.Module`, timm style."""
+# Normalisations that presets declare in their pretrained_cfg (per channel, for inputs in [0, 1]).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)     # ImageNet statistics
+INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)                # inputs scaled to [-1, 1]
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # CIFAR-10 statistics
+IMAGENET_CFG = dict(input_size=(3, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=1000,
+                    task="image-classification")
+CIFAR10_CFG = dict(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, num_classes=10,
+                   task="image-classification")
+IMAGE_TASKS = ("image-classification", "panoptic-segmentation")
+CFG_REQUIRED = ("input_size", "num_classes", "task")
+CFG_OPTIONAL = ("mean", "std", "min_input_size", "fixed_input_size", "test_input_size")
+
+
+def register_model(name: str | None = None, *, paper: str, kwargs_to: Callable | None = None, **cfg):
+    """Decorate a preset factory `f(**overrides) -> nn.Module`, timm style, declaring its default `pretrained_cfg`.
+
+    `cfg` gives `input_size` ((C, H, W) for images, (max length,) for sequences), `num_classes`, `task`
+    ("image-classification", "sequence-classification", "language-modeling", ...) and, for image tasks, the
+    normalisation the paper used (`mean`, `std` per channel, for inputs in [0, 1]); optionally `min_input_size`,
+    `fixed_input_size` (the input must have exactly `input_size`) and `test_input_size`. Every preset of the course
+    declares it (tests/contract checks that); a throwaway registration in a test may leave `cfg` empty.
+
+    The keyword arguments a preset accepts (`accepted_kwargs`) are the factory's own; a factory's `**kwargs` are
+    followed into `kwargs_to`, else into the class of its return annotation, and a class's `**kwargs` into its base
+    class.
+    """
+    missing = [k for k in CFG_REQUIRED + (("mean", "std") if cfg.get("task") in IMAGE_TASKS else ()) if k not in cfg]
+    unexpected = sorted(set(cfg) - set(CFG_REQUIRED) - set(CFG_OPTIONAL))
+    if (cfg and missing) or unexpected:
+        raise ValueError(f"register_model({name or '...'}): pretrained_cfg lacks {missing} or has unknown keys "
+                         f"{unexpected}; it takes {', '.join(CFG_REQUIRED + CFG_OPTIONAL)}")
 
     def deco(fn: Callable) -> Callable:
         key = name or fn.__name__
         if key in _MODELS and _MODELS[key][0] is not fn:
             raise ValueError(f"model {key!r} is registered twice")
         _MODELS[key] = (fn, paper)
+        _CFGS[key] = {"mean": None, "std": None, **cfg, "input_size": tuple(cfg["input_size"])} if cfg else {}
+        if kwargs_to is not None:
+            fn.kwargs_to = kwargs_to
         if key not in _paper(paper).models:
             _paper(paper).models.append(key)
         return fn
@@ -200,9 +241,10 @@ def list_papers(family: str | None = None) -> list[Paper]:
     return [p for p in _PAPERS.values() if family is None or p.family == family]
 
 
-def list_models(pattern: str = "*") -> list[str]:
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Preset names matching `pattern` (fnmatch); `pretrained=True` lists those with weights: none in archzoo."""
     _load_papers()
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+    return [] if pretrained else sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
 def model_paper(name: str) -> str:
@@ -243,18 +285,84 @@ def get_claim(slug: str, name: str) -> Claim:
     return paper.claims[name]
 
 
-def create_model(name: str, **overrides):
+def get_pretrained_cfg(name: str) -> dict:
+    """The `pretrained_cfg` a preset declares at registration (`input_size`, `mean`, `std`, `num_classes`, `task`,
+    ...), without building it."""
+    _load_papers()
+    if name not in _MODELS:
+        raise unknown("model", name, _MODELS)
+    return dict(_CFGS[name])
+
+
+def _keywords(fn: Callable) -> tuple[set[str], bool]:
+    """The keyword arguments with defaults that `fn` (a function, or a class's `__init__`) takes by itself, and
+    whether it also has `**kwargs`. Arguments without a default are the ones a factory must pass itself."""
+    params = inspect.signature(fn).parameters.values()
+    named = {p.name for p in params if p.default is not p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _accepted(target) -> set[str] | None:
+    """Keywords `target` accepts, following `**kwargs` (see `register_model`); None where they lead nowhere."""
+    if isinstance(target, type):
+        named, more = _keywords(target.__init__)
+        bases = [b for b in target.__mro__[1:] if "__init__" in vars(b)]
+        follow = bases[0] if more and bases and bases[0] is not object else None
+    else:
+        named, more = _keywords(target)
+        returns = inspect.get_annotations(target, eval_str=True).get("return")
+        follow = getattr(target, "kwargs_to", None) or (returns if isinstance(returns, type) else None)
+    if not more:
+        return named
+    rest = _accepted(follow) if follow is not None and follow.__module__.split(".")[0] != "torch" else None
+    return None if rest is None else named | rest
+
+
+def accepted_kwargs(name: str) -> tuple[str, ...] | None:
+    """The keyword arguments `create_model(name, ...)` accepts, sorted; None if the preset's factory passes
+    `**kwargs` on to something that cannot be inspected (then every keyword reaches the factory)."""
+    _load_papers()
+    if name not in _MODELS:
+        raise unknown("model", name, _MODELS)
+    accepted = _accepted(_MODELS[name][0])
+    return None if accepted is None else tuple(sorted(accepted))
+
+
+def create_model(name: str, pretrained: bool = False, **overrides):
     """Build a registered preset: `create_model("resnet50", num_classes=10)`.
 
-    The result carries `pretrained_cfg` (name + overrides) and `save_pretrained(dir)`.
+    The result carries `pretrained_cfg` (the preset's declared one, with `num_classes` and `input_size` read back
+    from the built model, so overrides such as `num_classes` or `img_size` update them; plus the name and the
+    overrides, which `save_pretrained(dir)` records). archzoo ships no weights: `pretrained=True` is an error that
+    says how to load your own. A keyword the preset does not accept is an `UnknownArgumentError` listing those it
+    does.
     """
     _load_papers()
     if name not in _MODELS:
         raise unknown("model", name, _MODELS)
+    if pretrained:
+        raise ValueError(f"archzoo ships no pretrained weights, for {name!r} or any other preset: "
+                         f"create_model({name!r}) builds it randomly initialised; to load weights you trained, save "
+                         f"them with model.save_pretrained(dir) and load them with archzoo.from_pretrained(dir)")
+    accepted = accepted_kwargs(name)
+    unexpected = [] if accepted is None else sorted(set(overrides) - set(accepted))
+    if unexpected:
+        raise UnknownArgumentError(f"{name} does not take {', '.join(map(repr, unexpected))}; it takes "
+                                   f"{', '.join(accepted) or 'no keyword arguments'}")
     model = _MODELS[name][0](**overrides)
     from .hub import attach_pretrained
 
-    return attach_pretrained(model, name, overrides)
+    attach_pretrained(model, name, overrides)
+    cfg = {**_CFGS[name], **model.pretrained_cfg}
+    cfg["num_classes"] = getattr(model, "num_classes", cfg.get("num_classes"))
+    if hasattr(model, "default_input_size"):                   # images: (C, H, W) after overrides
+        cfg["input_size"] = tuple(model.default_input_size)
+    elif hasattr(model, "max_len"):                            # sequences: the longest input
+        cfg["input_size"] = (model.max_len,)
+    if hasattr(model, "min_input_size"):
+        cfg["min_input_size"] = tuple(model.min_input_size)
+    model.pretrained_cfg = cfg
+    return model
 
 
 def repo_root() -> Path | None:

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from archzoo.core import check_shape
+from archzoo.core.checks import as_model_dtype, check_image
 
 
 def test_check_shape_returns_the_bound_dims():
@@ -48,3 +49,21 @@ def test_dtype_check():
         check_shape(torch.zeros(2, 3), "B N", name="mask", dtype="bool")
     with pytest.raises(ValueError, match="torch.float64"):
         check_shape(torch.zeros(2, 3, dtype=torch.long), "B N", dtype=torch.float64)
+
+
+def test_floating_images_are_cast_to_the_parameters_dtype_and_integer_ones_refused():
+    conv = torch.nn.Conv2d(3, 4, 3)
+    assert check_image(torch.zeros(2, 3, 8, 8, dtype=torch.float64), conv, C=3).dtype == torch.float32
+    assert as_model_dtype(torch.zeros(2, 3, dtype=torch.float16), conv.double()).dtype == torch.float64
+    for dtype in (torch.uint8, torch.int64, torch.bool):
+        with pytest.raises(ValueError, match=f"expected a floating-point tensor .*got {dtype}.*x.float\\(\\) / 255"):
+            check_image(torch.zeros(2, 3, 8, 8, dtype=dtype), conv)
+
+
+def test_image_sides_outside_the_limits_name_the_limits():
+    conv = torch.nn.Conv2d(1, 1, 3)
+    check_image(torch.zeros(1, 1, 5, 9), conv, min_size=5, max_size=9)
+    with pytest.raises(ValueError, match="input: expected images of at least 5x5 pixels, got 4x9"):
+        check_image(torch.zeros(1, 1, 4, 9), conv, min_size=5)
+    with pytest.raises(ValueError, match="x: expected images of between 5x5 and 9x9 pixels, got 5x10"):
+        check_image(torch.zeros(1, 1, 5, 10), conv, name="x", min_size=5, max_size=9)

@@ -210,22 +210,6 @@ def test_bad_input_raises_value_error():
         AxialAttention(8, heads=2, position="k")
     with pytest.raises(ValueError, match="gated"):
         AxialAttention(8, heads=2, position="none", gated=True)
-    with pytest.raises(ValueError, match="C=1"):
-        archzoo.create_model("axial_resnet_tiny")(torch.rand(1, 3, 28, 28))
-    with pytest.raises(ValueError, match="C=1"):
-        archzoo.create_model("axial_deeplab_tiny")(torch.rand(1, 3, 32, 32))
-
-
-def test_save_and_load_round_trip(tmp_path):
-    torch.manual_seed(0)
-    model = archzoo.create_model("axial_resnet_tiny", num_classes=5)
-    with torch.no_grad():
-        model(torch.rand(8, 1, 28, 28))                                      # move the BN running statistics
-    model.eval().save_pretrained(tmp_path)
-    loaded = archzoo.from_pretrained(tmp_path).eval()
-    x = torch.rand(3, 1, 28, 28)
-    with torch.no_grad():
-        assert torch.equal(model(x), loaded(x))
 
 
 @pytest.mark.parametrize("name", ["cost_scaling", "position_sensitivity", "panoptic_scenes"])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import archzoo
-from archzoo.papers.batch_norm import BatchNorm1d, BatchNorm2d, SigmoidMLP
+from archzoo.papers.batch_norm import BatchNorm1d, BatchNorm2d
 from archzoo.papers.batch_norm.batch_norm import batch_statistics, normalize_scale_shift
 from archzoo.papers.resnet import CifarResNet
 
@@ -248,32 +248,6 @@ def test_loss_falls_on_a_fixed_batch():
         opt.zero_grad(), loss.backward(), opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
-
-
-def test_mlp_bad_input_raises_a_value_error():
-    with pytest.raises(ValueError, match=r"\(B, C=1, H=28, W=28\)"):
-        SigmoidMLP()(torch.rand(2, 1, 32, 32))
-
-
-def test_save_and_load_round_trip_keeps_the_population_statistics(tmp_path):
-    model = archzoo.create_model("mnist_mlp_bn", num_classes=7)
-    with torch.no_grad():
-        model(torch.rand(16, 1, 28, 28))                               # move the running statistics
-    model.eval()
-    model.save_pretrained(tmp_path)
-    loaded = archzoo.from_pretrained(tmp_path).eval()
-    assert torch.equal(loaded.norms[0].running_mean, model.norms[0].running_mean)
-    x = torch.rand(4, 1, 28, 28)
-    with torch.no_grad():
-        assert torch.equal(model(x), loaded(x)) and loaded(x).shape == (4, 7)
-
-
-def test_reset_classifier_changes_the_output_dim():
-    model = archzoo.create_model("mnist_mlp")
-    model.reset_classifier(3)
-    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 3)
-    model.reset_classifier(0)
-    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 100)
 
 
 def test_layers_and_presets_are_registered_under_the_paper():

@@ -225,17 +225,13 @@ def test_bench_kwargs_keep_sixteen_blocks_and_use_the_papers_blocks_of_64_from_1
     assert [bench_kwargs(n)["block_size"] for n in (64, 256, 512, 1024, 16384)] == [4, 16, 32, 64, 64]
 
 
-def test_bigbird_small_has_full_attentions_parameters_and_round_trips(tmp_path):
-    model = archzoo.create_model("bigbird_small", vocab_size=20, num_classes=10).eval()
+def test_bigbird_small_has_full_attentions_parameters():
+    model = archzoo.create_model("bigbird_small", vocab_size=20, num_classes=10)
     full = archzoo.core.SequenceTransformer(20, 10, max_len=1024, per_token=False)
     n_params = sum(p.numel() for p in model.parameters())
     # tokens 20 x 64 + positions 1024 x 64 + 2 x (attention 4 x 64^2 + 64, MLP 64 x 256 x 2 + 256 + 64, 2 LayerNorms)
     # + final LayerNorm + head 64 x 10 + 10
     assert n_params == sum(p.numel() for p in full.parameters()) == 167_178
-    ids = torch.randint(0, 20, (2, 256))
-    model.save_pretrained(tmp_path)
-    loaded = archzoo.from_pretrained(tmp_path).eval()
-    torch.testing.assert_close(loaded(ids), model(ids))
 
 
 def test_training_loss_falls_on_a_fixed_batch(fixed_batch_losses):

@@ -103,6 +103,18 @@ def test_rednet_presets_match_table2_parameter_counts(name, count, table2, tol):
     assert abs(count / 1e6 - table2) <= tol             # Table 2 gives millions to two decimals
 
 
+def test_a_fresh_rednet_starts_with_every_block_as_its_shortcut_and_stays_finite_in_eval_mode():
+    torch.manual_seed(0)
+    model = archzoo.create_model("rednet26").eval()           # the authors' init: zero_init_residual, zero biases
+    blocks = [m for m in model.modules() if isinstance(m, RedNetBottleneck)]
+    assert all(torch.count_nonzero(b.bn3.weight) == 0 and torch.count_nonzero(b.conv2.span.bias) == 0 for b in blocks)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.isfinite(model(x)).all()
+        old = archzoo.create_model("rednet26", zero_init_residual=False).eval()
+        assert not torch.isfinite(old(x)).all()               # involution is quadratic: activations square per block
+
+
 def test_rednet50_has_the_papers_multiply_adds_and_fewer_than_resnet50():
     with torch.device("meta"):
         rednet, resnet = archzoo.create_model("rednet50"), archzoo.create_model("resnet50")
@@ -154,22 +166,6 @@ def test_bad_configuration_raises_a_value_error():
         Involution(24, 3, group_channels=16)
     with pytest.raises(ValueError, match="9n\\+2"):
         CifarRedNet(depth=14)
-
-
-def test_save_and_load_round_trip_gives_identical_outputs(tmp_path):
-    model = archzoo.create_model("rednet26", num_classes=10)
-    model.train()
-    with torch.no_grad():
-        model(torch.rand(2, 3, 64, 64))                                              # move the BN running statistics
-    model.eval()
-    model.save_pretrained(tmp_path)
-    loaded = archzoo.from_pretrained(tmp_path).eval()
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), loaded(x))
-    assert loaded.default_input_size == (3, 224, 224)
-    loaded.reset_classifier(5)
-    assert loaded(x).shape == (1, 5)
 
 
 def test_every_preset_is_registered_under_the_paper():

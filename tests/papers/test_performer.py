@@ -264,13 +264,9 @@ def test_bad_input_raises_value_errors_naming_the_shapes():
         PerformerAttention(16, feature_redraw_interval=0)
 
 
-def test_preset_parameter_count_and_save_load_round_trip(tmp_path):
-    model = archzoo.create_model("performer_small", feature_redraw_interval=None).eval()
+def test_preset_parameter_count():
+    model = archzoo.create_model("performer_small", feature_redraw_interval=None)
     assert sum(p.numel() for p in model.parameters()) == 182_282
-    ids = torch.randint(0, 16, (2, 50))
-    model.save_pretrained(tmp_path)
-    loaded = archzoo.from_pretrained(tmp_path).eval()                        # W is a buffer: the same features
-    torch.testing.assert_close(loaded(ids), model(ids), rtol=0, atol=0)
 
 
 @pytest.mark.reference

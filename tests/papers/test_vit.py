@@ -211,13 +211,6 @@ def test_attention_maps_are_each_layers_softmax_on_its_normalized_input():
     torch.testing.assert_close(maps[1], second.attn.attention_weights(second.norm1(block(model.embed(x)))))
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 16, 16), (2, 2, 20, 16), (2, 16, 16)])
-def test_bad_input_raises_a_value_error_naming_both_shapes(shape):
-    with pytest.raises(ValueError) as e:
-        tiny_vit()(torch.randn(*shape, dtype=torch.float64))
-    assert "(B, C=2, H=16, W=16)" in str(e.value) and str(tuple(shape)) in str(e.value)
-
-
 def test_bad_configuration_raises_a_value_error():
     with pytest.raises(ValueError, match="divisible by heads"):
         VisionTransformer(img_size=32, patch_size=4, dim=30, heads=4)
@@ -241,27 +234,6 @@ def test_loss_falls_on_a_fixed_batch():
     data = torch.utils.data.TensorDataset(torch.rand(16, 1, 16, 16), torch.randint(0, 4, (16,)))
     result = train(model, data, steps=40, batch_size=16, lr=3e-3, progress=False)
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
-
-
-def test_save_and_load_round_trip_gives_identical_outputs(tmp_path):
-    model = archzoo.create_model("vit_ti16", num_classes=10, img_size=32, in_chans=1).eval()
-    with torch.no_grad():
-        model.head.weight.normal_()                                              # the zero head would hide a mismatch
-    model.save_pretrained(tmp_path)
-    loaded = archzoo.from_pretrained(tmp_path).eval()
-    x = torch.rand(2, 1, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(model(x), loaded(x))
-
-
-def test_reset_classifier_changes_the_output_dim_and_survives_save_and_load(tmp_path):
-    model = archzoo.create_model("vit_ti16", img_size=32)
-    model.reset_classifier(5)
-    assert model.num_classes == 5 and model(torch.rand(2, 3, 32, 32)).shape == (2, 5)
-    model.save_pretrained(tmp_path)
-    assert archzoo.from_pretrained(tmp_path).num_classes == 5
-    model.reset_classifier(0)
-    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 192)
 
 
 def test_every_preset_and_the_attention_are_registered_under_the_paper():

@@ -5,11 +5,16 @@
 A pattern names one dimension per word; `...` matches zero or more dimensions.
 Keyword arguments fix the size of named dimensions (None leaves one free); a
 name used twice must bind the same size both times.
+
+Real-valued inputs (images, signals, point clouds) follow one dtype rule, decided here for every model:
+
+    x = check_image(x, self, C=3)                # (B, 3, H, W), cast to the dtype of self's parameters
 """
 
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
 
 _DTYPES = {"float": torch.Tensor.is_floating_point, "complex": torch.Tensor.is_complex,
            "bool": lambda t: t.dtype == torch.bool,
@@ -53,3 +58,36 @@ def check_shape(x, pattern: str, name: str = "input", dtype: str | torch.dtype |
         if not ok:
             raise ValueError(f"{name}: expected a {dtype} tensor, got {x.dtype}")
     return dims
+
+
+def as_model_dtype(x: Tensor, module: nn.Module, name: str = "input") -> Tensor:
+    """The dtype rule for real-valued inputs: a floating tensor is cast to the dtype of `module`'s parameters
+    (float64 or float16 into a float32 model); an integer, bool or complex tensor is a `ValueError`.
+
+    Integer images (uint8 pixels in [0, 255]) are refused rather than cast: their scale is not the one the model
+    expects (floats in [0, 1], normalised with `pretrained_cfg["mean"]` and `["std"]`), so a silent cast would
+    give a confident wrong answer.
+    """
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor (an image as floats in [0, 1], normalised with "
+                         f"the model's pretrained_cfg mean and std), got {x.dtype}; convert it first, e.g. "
+                         f"x.float() / 255")
+    param = next(module.parameters(), None)
+    return x if param is None or x.dtype == param.dtype else x.to(param.dtype)
+
+
+def check_image(x, module: nn.Module, name: str = "input", min_size: int = 1, max_size: int | None = None,
+                **known) -> Tensor:
+    """`check_shape(x, "B C H W", **known)`, the side limits `min_size` <= H, W <= `max_size` and
+    `as_model_dtype`: the checked image batch (B, C, H, W) in the dtype of `module`'s parameters.
+
+    A model whose layers need a minimum resolution (a pooling window, a span of relative positions) names it here,
+    so that a too small image fails with that size rather than inside a kernel.
+    """
+    dims = check_shape(x, "B C H W", name=name, **known)
+    h, w = dims["H"], dims["W"]
+    if min(h, w) < min_size or (max_size is not None and max(h, w) > max_size):
+        bounds = f"at least {min_size}x{min_size}" if max_size is None else \
+            f"between {min_size}x{min_size} and {max_size}x{max_size}"
+        raise ValueError(f"{name}: expected images of {bounds} pixels, got {h}x{w}")
+    return as_model_dtype(x, module, name)

@@ -17,11 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_shape
+from .classifier import Classifier
 from .embeddings import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding, TokenEmbedding
 from .transformer import Transformer
 
 
-class SequenceTransformer(nn.Module):
+class SequenceTransformer(Classifier, nn.Module):
     """Token ids (B, N) -> logits: per token (B, N, num_classes) or per sequence (B, num_classes).
 
     - `positional`: "learned" (a trained vector per position), "sinusoidal" (Vaswani et al. 2017, Sec. 3.5)
@@ -35,6 +36,7 @@ class SequenceTransformer(nn.Module):
     - Ids outside [0, vocab_size) raise a ValueError naming them (`core.TokenEmbedding`). A batch of 0 sequences
       gives an empty output; so do sequences of 0 tokens with per-token outputs, while a sequence classifier
       raises a ValueError for them (there is nothing to pool).
+    - `core.Classifier`'s interface: `forward_head(forward_features(ids), mask=...)` is `forward(ids, mask)`.
     """
 
     def __init__(self, vocab_size: int, num_classes: int, *, dim: int = 64, depth: int = 2, heads: int = 4,
@@ -53,27 +55,35 @@ class SequenceTransformer(nn.Module):
                     "none": nn.Identity}[positional]()
         self.transformer = Transformer(dim, depth, heads, dim_head, mlp_ratio, attention, attention_kwargs,
                                        norm=norm, dropout=dropout)
-        self.head = nn.Linear(dim, num_classes)
+        self.num_features = dim
+        self.head = self.new_head(num_classes)
+
+    def padding_mask(self, ids: Tensor, mask: Tensor | None = None) -> Tensor | None:
+        """`mask`, else tokens != `pad_id` when it is set; None when nothing is padding."""
+        if mask is None and self.pad_id is not None:
+            mask = ids != self.pad_id
+        if mask is not None and bool(mask.all()):
+            mask = None                                       # no padding: let attentions take their fast path
+        return mask
 
     def forward_features(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         n = check_shape(ids, "B N", name="ids")["N"]         # the ids themselves are checked by `embed`
         if n == 0 and not self.per_token:
             raise ValueError(f"ids: classifying a sequence needs at least one token, got shape {tuple(ids.shape)}")
-        if mask is None and self.pad_id is not None:
-            mask = ids != self.pad_id
-        if mask is not None and bool(mask.all()):
-            mask = None                                       # no padding: let attentions take their fast path
+        mask = self.padding_mask(ids, mask)
         h = self.pos(self.embed(ids))                         # (B, N, dim)
-        return self.transformer(h, mask=mask, causal=self.causal), mask
+        return self.transformer(h, mask=mask, causal=self.causal)
+
+    def forward_head(self, h: Tensor, pre_logits: bool = False, mask: Tensor | None = None) -> Tensor:  # (B, N, dim)
+        if not self.per_token and mask is None:
+            h = h.mean(1)                                     # (B, dim)
+        elif not self.per_token:                              # mean over the real tokens
+            w = mask.unsqueeze(-1).to(h.dtype)                # (B, N, 1)
+            h = (h * w).sum(1) / w.sum(1).clamp_min(1.0)      # (B, dim)
+        return h if pre_logits else self.head(h)              # (B, N, num_classes) or (B, num_classes)
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        h, mask = self.forward_features(ids, mask)            # (B, N, dim)
-        if self.per_token:
-            return self.head(h)                               # (B, N, num_classes)
-        if mask is None:
-            return self.head(h.mean(1))                       # (B, num_classes)
-        w = mask.unsqueeze(-1).to(h.dtype)                    # (B, N, 1)
-        return self.head((h * w).sum(1) / w.sum(1).clamp_min(1.0))
+        return self.forward_head(self.forward_features(ids, mask), mask=self.padding_mask(ids, mask))
 
 
 def token_accuracy(model: nn.Module, dataset, *, batch_size: int = 256, ignore_index: int = -100) -> dict:

@@ -13,8 +13,9 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
-from ...registry import register_model
+from ...core.checks import check_image
+from ...core.classifier import Classifier, init_head
+from ...registry import IMAGENET_MEAN, register_model
 from .response_normalization import LocalResponseNorm
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -34,7 +35,7 @@ def overlapping_max_pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel_size=3, stride=2)
 
 
-class AlexNet(nn.Module):
+class AlexNet(Classifier, nn.Module):
     """The network of Sec. 3.5 and Fig. 2.
 
     conv1 (96 kernels 11x11, stride 4) -> ReLU -> LRN -> max pool 3/2
@@ -54,12 +55,15 @@ class AlexNet(nn.Module):
 
     The paper states 224x224 inputs, but an 11x11 stride-4 convolution gives the 55x55 maps of Fig. 2 only
     from 227x227 ((227 - 11) / 4 + 1 = 55), so `img_size` defaults to 227; the fc6 input is 256 * 6 * 6 = 9216.
-    The input size is fixed by fc6 and checked in `forward`.
+    The input size is fixed by fc6 and checked in `forward`. The classifier interface is `core.Classifier`'s,
+    with fc8 as the head and fc7's output as the pooled features.
 
     Initialisation (Sec. 5): every weight from a zero-mean Gaussian with standard deviation `init_std` = 0.01;
     the biases of conv2, conv4, conv5, fc6 and fc7 are 1 ("provides the ReLUs with positive inputs"), the
     others 0.
     """
+
+    classifier_name = "fc8"
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, img_size: int = 227,
                  widths: tuple[int, ...] | list[int] = (96, 256, 384, 384, 256), hidden_dim: int = 4096,
@@ -113,7 +117,7 @@ class AlexNet(nn.Module):
             ("drop7", nn.Dropout(dropout)),
         ]))
         self.num_features = hidden_dim
-        self.fc8 = nn.Linear(hidden_dim, num_classes) if num_classes else nn.Identity()
+        self.fc8 = self.new_head(num_classes)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -125,35 +129,31 @@ class AlexNet(nn.Module):
                 nn.init.normal_(m.weight, mean=0.0, std=self.init_std)
                 nn.init.constant_(m.bias, 1.0 if m in ones else 0.0)
 
+    def new_head(self, num_classes: int) -> nn.Module:
+        """fc8 with `num_classes` outputs, initialised as in Sec. 5: weights N(0, init_std^2), bias 0."""
+        return init_head(super().new_head(num_classes), self.init_std)
+
     def forward_features(self, x: Tensor) -> Tensor:                          # (B, C, H, W)
-        check_shape(x, "B C H W", name="input", C=self.in_chans, H=self.img_size, W=self.img_size)
+        x = check_image(x, self, C=self.in_chans, H=self.img_size, W=self.img_size)
         return self.features(x)                                                # (B, 256, 6, 6)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:    # (B, 256, 6, 6)
         x = self.pre_logits(x.flatten(1))                                      # (B, 9216) -> (B, 4096)
         return x if pre_logits else self.fc8(x)                                # (B, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:                                   # (B, C, H, W)
-        return self.forward_head(self.forward_features(x))                     # (B, num_classes)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new fc8 with `num_classes` outputs, initialised as in Sec. 5 (0: none, forward returns fc7's output)."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        self.fc8 = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        if num_classes:
-            nn.init.normal_(self.fc8.weight, mean=0.0, std=self.init_std)
-            nn.init.zeros_(self.fc8.bias)
-
-
-@register_model(paper="alexnet")
+# pretrained_cfg normalisation: the paper subtracts the mean activity over the training set from each pixel of the
+# raw RGB values and does nothing else (Sec. 2); for inputs in [0, 1] that is (x - mean) / (1/255) with ImageNet's
+# per-channel mean standing in for the per-pixel mean image.
+@register_model(paper="alexnet", input_size=(3, 227, 227), mean=IMAGENET_MEAN, std=(1 / 255,) * 3, num_classes=1000,
+                task="image-classification", fixed_input_size=True, min_input_size=(3, 67, 67))
 def alexnet(**kwargs) -> AlexNet:
     """AlexNet (Sec. 3.5, Fig. 2): 227x227x3 inputs, 1000 classes, 60,965,224 parameters ("60 million", Sec. 4)."""
     return AlexNet(**kwargs)
 
 
-@register_model(paper="alexnet")
+@register_model(paper="alexnet", input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), num_classes=10,
+                task="image-classification", fixed_input_size=True, min_input_size=(1, 15, 15))
 def alexnet_small(**kwargs) -> AlexNet:
     """AlexNet scaled to 28x28 grey images (Fashion-MNIST; `img_size=32` for CIFAR-sized inputs).
 

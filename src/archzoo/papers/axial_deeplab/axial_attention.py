@@ -124,7 +124,8 @@ class AxialAttention(nn.Module):
             outputs = self.norm_out(torch.cat(outputs, 1)).chunk(len(outputs), 1)
         y = torch.stack(list(outputs)).sum(0)                              # (B', C_out, L)
         pattern = "(b w) c h -> b c h w" if self.axis == "height" else "(b h) c w -> b c h w"
-        y = rearrange(y, pattern, b=dims["B"])                             # (B, C_out, H, W)
+        other = {"w": dims["W"]} if self.axis == "height" else {"h": dims["H"]}   # both sizes: B may be 0
+        y = rearrange(y, pattern, b=dims["B"], **other)                    # (B, C_out, H, W)
         return F.avg_pool2d(y, self.stride) if self.stride > 1 else y
 
     def extra_repr(self) -> str:

@@ -17,11 +17,12 @@ ResNet's 7x7 convolution and max pooling ("Conv-Stem + Axial-Attention" of the p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ...registry import register_model
+from ...registry import IMAGENET_CFG, register_model
 from ..resnet import ResNetBase
 from ..resnet.blocks import make_shortcut
 from .axial_attention import AxialAttention
@@ -66,18 +67,21 @@ class AxialResNet(ResNetBase):
     pooling (224 -> 56); `stem="patch"` a `patch_size` x `patch_size` convolution with that stride. Every attention
     is global along its axis: its span is the feature size it sees at `img_size` (the first block of a stage works at
     the stage's input resolution). `position`, `gated`, `norm` go to every `AxialAttention`.
+
+    Images of at most `img_size` pixels a side run (the spans cover them), and of at least `min_img_size`: every
+    downsampling block average-pools a map of at least its stride (29 pixels for the ImageNet presets).
     """
 
     def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), *, width_multiplier: float = 0.5,
                  planes: Sequence[int] = (128, 256, 512, 1024), strides: Sequence[int] = (1, 2, 2, 2),
                  stem_width: int = 64, stem: str = "imagenet", patch_size: int = 2, num_classes: int = 1000,
                  in_chans: int = 3, img_size: int = 224, heads: int = 8, zero_init_residual: bool = True,
-                 **attention_kw):
+                 position: str = "qkv", norm: bool = True, gated: bool = False):
         super().__init__(num_classes, in_chans)
         if not len(layers) == len(planes) == len(strides):
             raise ValueError(f"layers {tuple(layers)}, planes {tuple(planes)} and strides {tuple(strides)} "
                              "must have the same length")
-        s = width_multiplier
+        s, attention_kw = width_multiplier, dict(position=position, norm=norm, gated=gated)
         self.default_input_size = (in_chans, img_size, img_size)
         stem_width = int(stem_width * s)
         if stem == "imagenet":
@@ -91,6 +95,12 @@ class AxialResNet(ResNetBase):
             size = img_size // patch_size
         else:
             raise ValueError(f"stem must be 'imagenet' or 'patch', got {stem!r}")
+        need = math.prod(strides)                                            # map side after the stem, at least
+        self.min_img_size = 4 * (need - 1) + 1 if stem == "imagenet" else patch_size * need
+        self.max_img_size = img_size
+        if img_size < self.min_img_size:
+            raise ValueError(f"img_size must be at least {self.min_img_size} for these strides, got {img_size}")
+        self.min_input_size = (in_chans, self.min_img_size, self.min_img_size)
         stages, in_channels = [], stem_width
         for n, p, stride in zip(layers, planes, strides):
             channels = int(p * s)
@@ -108,31 +118,32 @@ class AxialResNet(ResNetBase):
                     nn.init.zeros_(m.bn2.weight)
 
 
-@register_model(paper="axial_deeplab")
+@register_model(paper="axial_deeplab", **IMAGENET_CFG)
 def axial_resnet26_s(**kwargs) -> AxialResNet:
     """Axial-ResNet-26-S: stages (1, 2, 4, 1), s = 0.5; 5,944,936 parameters (authors' model zoo: 5.9M)."""
     return AxialResNet((1, 2, 4, 1), width_multiplier=0.5, **kwargs)
 
 
-@register_model(paper="axial_deeplab")
+@register_model(paper="axial_deeplab", **IMAGENET_CFG)
 def axial_resnet50_s(**kwargs) -> AxialResNet:
     """Axial-ResNet-S (Sec. 4.1): stages (3, 4, 6, 3), s = 0.5; 11,586,216 parameters (paper: 12.5M)."""
     return AxialResNet((3, 4, 6, 3), width_multiplier=0.5, **kwargs)
 
 
-@register_model(paper="axial_deeplab")
+@register_model(paper="axial_deeplab", **IMAGENET_CFG)
 def axial_resnet50_m(**kwargs) -> AxialResNet:
     """Axial-ResNet-M (Sec. 4.1): stages (3, 4, 6, 3), s = 0.75; 25,179,400 parameters (paper: 26.5M)."""
     return AxialResNet((3, 4, 6, 3), width_multiplier=0.75, **kwargs)
 
 
-@register_model(paper="axial_deeplab")
+@register_model(paper="axial_deeplab", **IMAGENET_CFG)
 def axial_resnet50_l(**kwargs) -> AxialResNet:
     """Axial-ResNet-L (Sec. 4.1): stages (3, 4, 6, 3), s = 1.0; 43,973,480 parameters (paper: 45.6M)."""
     return AxialResNet((3, 4, 6, 3), width_multiplier=1.0, **kwargs)
 
 
-@register_model(paper="axial_deeplab")
+@register_model(paper="axial_deeplab", input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), num_classes=10,
+                task="image-classification")
 def axial_resnet_tiny(**kwargs) -> AxialResNet:
     """A small Axial-ResNet for 28x28 images: 2x2 patch stem (32 channels), two stages of one block (16 and 32
     attention channels, 4 heads), the second downsampling 14 -> 7."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
+from ...core.checks import check_image, check_shape
 from ...registry import register_model
 from .models import AxialResNet
 
@@ -40,20 +40,22 @@ class AxialDeepLab(nn.Module):
 
     def __init__(self, num_classes: int = 5, in_chans: int = 1, img_size: int = 32, *, layers: Sequence[int] = (1,),
                  planes: Sequence[int] = (32,), stem_width: int = 32, patch_size: int = 2, heads: int = 4,
-                 head_width: int = 32, **attention_kw):
+                 head_width: int = 32, position: str = "qkv", norm: bool = True, gated: bool = False):
         super().__init__()
         self.num_classes, self.in_chans, self.patch_size = num_classes, in_chans, patch_size
         self.default_input_size = (in_chans, img_size, img_size)
         self.backbone = AxialResNet(layers, width_multiplier=1.0, planes=planes, strides=(1,) * len(layers),
                                     stem_width=stem_width, stem="patch", patch_size=patch_size, num_classes=0,
-                                    in_chans=in_chans, img_size=img_size, heads=heads, **attention_kw)
+                                    in_chans=in_chans, img_size=img_size, heads=heads, position=position, norm=norm,
+                                    gated=gated)
+        self.min_input_size = self.backbone.min_input_size
         c = self.backbone.num_features
         self.semantic_head = head(c, head_width, num_classes)
         self.center_head = head(c, head_width, 1)
         self.offset_head = head(c, head_width, 2)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:                      # (B, C, H, W)
-        check_shape(x, "B C H W", name="input", C=self.in_chans)
+        x = check_image(x, self, C=self.in_chans)
         f = self.backbone.forward_features(x)                                  # (B, C', H/p, W/p)
 
         def up(t: Tensor) -> Tensor:
@@ -64,7 +66,8 @@ class AxialDeepLab(nn.Module):
                 "offset": up(self.offset_head(f)) * self.patch_size}            # (B, 2, H, W), input pixels
 
 
-@register_model(paper="axial_deeplab")
+@register_model(paper="axial_deeplab", input_size=(1, 32, 32), mean=(0.0,), std=(1.0,), num_classes=5,
+                task="panoptic-segmentation")
 def axial_deeplab_tiny(**kwargs) -> AxialDeepLab:
     """A small Axial-DeepLab for 32x32 shape scenes: 2x2 patch stem, one axial block at 16x16 (32 attention
     channels, 4 heads; global along both axes), semantic / centre / offset heads of width 32."""

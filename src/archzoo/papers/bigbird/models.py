@@ -6,7 +6,7 @@ from ...core import SequenceTransformer
 from ...registry import register_model
 
 
-@register_model(paper="bigbird")
+@register_model(paper="bigbird", input_size=(1024,), num_classes=10, task="sequence-classification")
 def bigbird_small(vocab_size: int = 256, num_classes: int = 10, max_len: int = 1024, per_token: bool = False,
                   block_size: int = 32, num_random_blocks: int = 3, seed: int = 0, **kw) -> SequenceTransformer:
     """Token ids (B, N) -> logits, dim 64, depth 2, 4 heads of 16 (the model of `archzoo bench tasks`), every layer

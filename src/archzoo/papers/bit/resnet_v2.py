@@ -20,8 +20,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
-from ...registry import register_layer, register_model
+from ...core.checks import check_image
+from ...core.classifier import init_head
+from ...registry import IMAGENET_CFG, INCEPTION_MEAN, INCEPTION_STD, register_layer, register_model
 from ..group_norm import GroupNorm
 from ..resnet.models import ResNetBase, make_stage
 from ..weight_standardization import WSConv2d
@@ -103,22 +104,15 @@ class ResNetV2(ResNetBase):
         self.norm = GroupNorm(num_groups, in_channels)                       # the pre-head GN + ReLU
         self.relu = nn.ReLU()
         self._finish(in_channels, zero_init_residual=False)
-        self._zero_head()
 
-    def _zero_head(self) -> None:
-        if isinstance(self.fc, nn.Linear):
-            nn.init.zeros_(self.fc.weight)
-            nn.init.zeros_(self.fc.bias)
+    def new_head(self, num_classes: int) -> nn.Module:
+        """A head with `num_classes` outputs, all zeros, at construction and for every BiT transfer (Sec. 3.3)."""
+        return init_head(super().new_head(num_classes))
 
     def forward_features(self, x: Tensor) -> Tensor:                        # (B, C, H, W)
-        check_shape(x, "B C H W", name="input", dtype="float", C=self.in_chans)
+        x = check_image(x, self, C=self.in_chans)
         x = self.stages(self.stem(x))                                        # (B, num_features, H/32, W/32)
         return self.relu(self.norm(x))                                       # pre-head GN + ReLU
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new head with `num_classes` outputs, all zeros as for every BiT transfer (Sec. 3.3)."""
-        super().reset_classifier(num_classes)
-        self._zero_head()
 
 
 # ----------------------------------------------------------------------------- presets (Sec. 4.1, released models)
@@ -126,39 +120,41 @@ class ResNetV2(ResNetBase):
 # 1x1 convolution with bias in the paper (the same parameters as our linear head).
 
 R50, R101, R152 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)
+# pretrained_cfg: the released BiT models take RGB scaled to [-1, 1] (mean = std = 0.5 for inputs in [0, 1]).
+BIT_CFG = dict(IMAGENET_CFG, mean=INCEPTION_MEAN, std=INCEPTION_STD)
 
 
-@register_model(paper="bit")
+@register_model(paper="bit", **BIT_CFG)
 def bit_r50x1(**kwargs) -> ResNetV2:
     """BiT-R50x1: 25,549,352 parameters with 1000 classes (published: 25.5M)."""
     return ResNetV2(R50, 1, **kwargs)
 
 
-@register_model(paper="bit")
+@register_model(paper="bit", **BIT_CFG)
 def bit_r50x3(**kwargs) -> ResNetV2:
     """BiT-R50x3: 217,319,080 parameters with 1000 classes."""
     return ResNetV2(R50, 3, **kwargs)
 
 
-@register_model(paper="bit")
+@register_model(paper="bit", **BIT_CFG)
 def bit_r101x1(**kwargs) -> ResNetV2:
     """BiT-R101x1: 44,541,480 parameters with 1000 classes."""
     return ResNetV2(R101, 1, **kwargs)
 
 
-@register_model(paper="bit")
+@register_model(paper="bit", **BIT_CFG)
 def bit_r101x3(**kwargs) -> ResNetV2:
     """BiT-R101x3: 387,934,888 parameters with 1000 classes."""
     return ResNetV2(R101, 3, **kwargs)
 
 
-@register_model(paper="bit")
+@register_model(paper="bit", **BIT_CFG)
 def bit_r152x2(**kwargs) -> ResNetV2:
     """BiT-R152x2: 236,335,208 parameters with 1000 classes."""
     return ResNetV2(R152, 2, **kwargs)
 
 
-@register_model(paper="bit")
+@register_model(paper="bit", **BIT_CFG)
 def bit_r152x4(**kwargs) -> ResNetV2:
     """BiT-R152x4, the BiT-L architecture (Sec. 2.1): 936,533,224 parameters with 1000 classes (published: 936M)."""
     return ResNetV2(R152, 4, **kwargs)

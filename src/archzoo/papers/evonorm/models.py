@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ...registry import register_model
+from ...registry import CIFAR10_CFG, register_model
 from ..resnet import CifarResNet
 from .evonorm import EvoNormB0, EvoNormS0
 
@@ -53,14 +53,14 @@ def norm_act_resnet(norm_act: str | Callable[[int], nn.Module], depth: int = 20,
                        **kwargs)
 
 
-@register_model(paper="evonorm")
+@register_model(paper="evonorm", **CIFAR10_CFG)
 def resnet20_evonorm_b0(**kwargs) -> CifarResNet:
     """ResNet-20 (He et al. Sec. 4.2) with EvoNorm-B0 in place of every BN-ReLU: 269,722 + 688 = 270,410 parameters
     with 10 classes and 3 input channels (each of the 19 layers adds v_1, one parameter per channel)."""
     return norm_act_resnet("evonorm_b0", 20, **kwargs)
 
 
-@register_model(paper="evonorm")
+@register_model(paper="evonorm", **CIFAR10_CFG)
 def resnet20_evonorm_s0(**kwargs) -> CifarResNet:
     """ResNet-20 with EvoNorm-S0 in place of every BN-ReLU, 8/16/32 groups in the 16/32/64-channel stages:
     270,410 parameters with 10 classes and 3 input channels, as B0."""

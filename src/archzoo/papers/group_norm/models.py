@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ...registry import register_model
+from ...registry import CIFAR10_CFG, register_model
 from ..resnet import CifarResNet
 from .group_norm import group_norm
 
@@ -24,7 +24,7 @@ def cifar_resnet_gn(depth: int, num_groups: int, zero_init_residual: bool = True
                        zero_init_residual=zero_init_residual, **kwargs)
 
 
-@register_model(paper="group_norm")
+@register_model(paper="group_norm", **CIFAR10_CFG)
 def resnet20_gn(num_groups: int = 8, **kwargs) -> CifarResNet:
     """ResNet-20 (CIFAR, 16/32/64 channels) with GN, G = 8: 2, 4 and 8 channels per group in the three stages.
 

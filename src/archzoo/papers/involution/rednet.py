@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ...registry import register_model
+from ...registry import IMAGENET_CFG, register_model
 from ..resnet import Bottleneck, ResNetBase
 from ..resnet.blocks import conv3x3
 from ..resnet.models import make_stage
@@ -44,11 +44,18 @@ class RedNet(ResNetBase):
     stem: 3x3/2 conv (64/2 = 32 channels), BN, ReLU, 3x3 involution, BN, ReLU, 3x3 conv (64), BN, ReLU, 3x3/2
     max pooling (224 -> 56); stages conv2_x ... conv5_x with 64, 128, 256, 512 channels (x4 at the block output),
     projection shortcuts where the shape changes, the stride on the involution (56 -> 7).
+
+    Initialisation as in the authors' code (d-li14/involution, `cls/mmcls/models/backbones/rednet.py`,
+    `RedNet.init_weights`): Kaiming normal (fan_out) weights and zero biases for every convolution, including the
+    kernel generation's W_0 and W_1, BN gamma = 1, and `zero_init_residual=True` (their default): the last BN of
+    every block starts at gamma = 0, so every block starts as its shortcut. Without it a fresh RedNet in eval mode
+    (BN still the identity) overflows: an involution's output is quadratic in its input (its kernel is generated
+    from the input it multiplies), so the activations square block after block (1e26 and more) until they are inf.
     """
 
     def __init__(self, layers: Sequence[int], num_classes: int = 1000, in_chans: int = 3,
                  widths: Sequence[int] = (64, 128, 256, 512), kernel_size: int = 7, group_channels: int = 16,
-                 reduction: int = 4, zero_init_residual: bool = False):
+                 reduction: int = 4, zero_init_residual: bool = True):
         super().__init__(num_classes, in_chans)
         if len(layers) != len(widths):
             raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
@@ -69,6 +76,9 @@ class RedNet(ResNetBase):
             in_channels = w * RedNetBottleneck.expansion
         self.stages = nn.Sequential(*stages)                                 # (B, 2048, H/32, W/32)
         self._finish(in_channels, zero_init_residual)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m.bias is not None:
+                nn.init.zeros_(m.bias)                                        # mmcv's kaiming_init: bias 0
 
 
 class CifarRedNet(ResNetBase):
@@ -107,31 +117,31 @@ class CifarRedNet(ResNetBase):
 # ----------------------------------------------------------------------------- ImageNet presets (Table 2)
 
 
-@register_model(paper="involution")
+@register_model(paper="involution", **IMAGENET_CFG)
 def rednet26(**kwargs) -> RedNet:
     """RedNet-26 (Table 2): blocks [1, 2, 4, 1], 9.23M parameters and 1.73 GMACs at 224 with 1000 classes."""
     return RedNet((1, 2, 4, 1), **kwargs)
 
 
-@register_model(paper="involution")
+@register_model(paper="involution", **IMAGENET_CFG)
 def rednet38(**kwargs) -> RedNet:
     """RedNet-38 (Table 2): blocks [2, 3, 5, 2], 12.39M parameters and 2.22 GMACs at 224 with 1000 classes."""
     return RedNet((2, 3, 5, 2), **kwargs)
 
 
-@register_model(paper="involution")
+@register_model(paper="involution", **IMAGENET_CFG)
 def rednet50(**kwargs) -> RedNet:
     """RedNet-50 (Table 2): blocks [3, 4, 6, 3], 15.54M parameters and 2.61 GMACs at 224 with 1000 classes."""
     return RedNet((3, 4, 6, 3), **kwargs)
 
 
-@register_model(paper="involution")
+@register_model(paper="involution", **IMAGENET_CFG)
 def rednet101(**kwargs) -> RedNet:
     """RedNet-101 (Table 2): blocks [3, 4, 23, 3], 25.65M parameters and 4.74 GMACs at 224 with 1000 classes."""
     return RedNet((3, 4, 23, 3), **kwargs)
 
 
-@register_model(paper="involution")
+@register_model(paper="involution", **IMAGENET_CFG)
 def rednet152(**kwargs) -> RedNet:
     """RedNet-152 (Table 2): blocks [3, 8, 36, 3], 33.99M parameters and 6.79 GMACs at 224 with 1000 classes."""
     return RedNet((3, 8, 36, 3), **kwargs)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ...registry import register_model
+from ...registry import CIFAR10_CFG, IMAGENET_CFG, register_model
 from ..resnet import Bottleneck, CifarResNet, ResNet
 from .lambda_layer import LambdaLayer
 
@@ -35,11 +35,20 @@ def lambda_conv_replacement(channels: int, stride: int, **lambda_kw) -> nn.Modul
 
 class LambdaResNet(ResNet):
     """ResNet-50-style net with lambda layers in place of the bottleneck 3x3 convolutions of `lambda_stages`
-    (0 = c2, ..., 3 = c5). `dim_k`, `heads`, `dim_u`, `r` are the lambda layers' hyperparameters (Sec. 4)."""
+    (0 = c2, ..., 3 = c5). `dim_k`, `heads`, `dim_u`, `r` are the lambda layers' hyperparameters (Sec. 4).
+
+    `zero_init_residual=True` starts the last BN of every block at gamma = 0, so every block starts as its
+    shortcut, as Google's TPU ResNet code does (tensorflow/tpu, `models/official/resnet/resnet_model.py`:
+    `batch_norm_relu(..., init_zero=True)` after the last convolution of a block; Goyal et al. 2017); the paper
+    specifies the lambda layer's own initialisation only (App. C). Without it a fresh LambdaResNet in eval mode
+    (BN still the identity) overflows: a lambda layer's output q^T (lambda^c + lambda^p) is quadratic in its
+    input, so the activations square block after block until they are inf.
+    """
 
     def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), lambda_stages: Sequence[int] = (0, 1, 2, 3), *,
-                 dim_k: int = 16, heads: int = 4, dim_u: int = 1, r: int = 23, **kwargs):
-        super().__init__(Bottleneck, layers, **kwargs)
+                 dim_k: int = 16, heads: int = 4, dim_u: int = 1, r: int = 23, zero_init_residual: bool = True,
+                 **kwargs):
+        super().__init__(Bottleneck, layers, zero_init_residual=zero_init_residual, **kwargs)
         self.lambda_stages = tuple(lambda_stages)
         for i in self.lambda_stages:
             for block in self.stages[i]:
@@ -48,20 +57,20 @@ class LambdaResNet(ResNet):
                                                       dim_u=dim_u, r=r)
 
 
-@register_model(paper="lambda_networks")
+@register_model(paper="lambda_networks", **IMAGENET_CFG)
 def lambda_resnet50(**kwargs) -> LambdaResNet:
     """LambdaResNet-50 (Table 3, "lambda layer"): all 3x3 convolutions replaced, |k|=16, |h|=4, |u|=1, r=23;
     paper 15.0M parameters, ours 14,995,592 with 1000 classes."""
     return LambdaResNet(**kwargs)
 
 
-@register_model(paper="lambda_networks")
+@register_model(paper="lambda_networks", **IMAGENET_CFG)
 def lambda_resnet50_u4(**kwargs) -> LambdaResNet:
     """LambdaResNet-50 with intra-depth |u|=4 (Table 3): paper 16.0M parameters, ours 16,531,880 (r=23)."""
     return LambdaResNet(dim_u=4, **kwargs)
 
 
-@register_model(paper="lambda_networks")
+@register_model(paper="lambda_networks", **IMAGENET_CFG)
 def lambda_resnet50_c4c5(**kwargs) -> LambdaResNet:
     """Hybrid LambdaResNet-50: lambda layers in c4 and c5, convolutions in c2 and c3 (Sec. 5.2); ours
     15,559,736 parameters with 1000 classes."""
@@ -84,7 +93,7 @@ class LambdaCifarResNet(CifarResNet):
                 block.conv2 = LambdaLayer(c, c, dim_k=dim_k, heads=heads, dim_u=dim_u, r=r)
 
 
-@register_model(paper="lambda_networks")
+@register_model(paper="lambda_networks", **CIFAR10_CFG)
 def lambda_resnet8(**kwargs) -> LambdaCifarResNet:
     """Small LambdaResNet: CifarResNet-8 (width 16), lambda convolutions (|k|=16, |h|=4, r=7) in stages 2 and 3."""
     return LambdaCifarResNet(8, **kwargs)

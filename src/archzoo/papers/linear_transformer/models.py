@@ -11,7 +11,7 @@ from ...core.sequence import SequenceTransformer
 from ...registry import register_model
 
 
-@register_model(paper="linear_transformer")
+@register_model(paper="linear_transformer", input_size=(1024,), num_classes=129, task="language-modeling")
 def linear_transformer_lm(vocab_size: int = 129, num_classes: int | None = None, max_len: int = 1024, dim: int = 64,
                           depth: int = 2, heads: int = 4, dim_head: int = 16, **kwargs) -> SequenceTransformer:
     """A causal token model (B, N) -> (B, N, num_classes) with linear attention in every layer (Sec. 3.3).

@@ -51,28 +51,31 @@ def _base(seq_len: int, k: int, sharing: str, vocab_size: int, dropout: float, s
                            tie_embeddings=True, dropout=dropout, **shape)
 
 
-@register_model(paper="linformer")
+MLM_512 = dict(input_size=(512,), num_classes=ROBERTA_VOCAB, task="masked-language-modeling")
+
+
+@register_model(paper="linformer", **MLM_512)
 def linformer_base_n512_k128(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1,
                              dim: int = 768, depth: int = 12, heads: int = 12, dim_head: int = 64):
     """The paper's main pretraining model (Fig. 3a, Table 2): n = 512, k = 128."""
     return _base(512, 128, sharing, vocab_size, dropout, dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head))
 
 
-@register_model(paper="linformer")
+@register_model(paper="linformer", **MLM_512)
 def linformer_base_n512_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1,
                              dim: int = 768, depth: int = 12, heads: int = 12, dim_head: int = 64):
     """n = 512, k = 256 (Fig. 3a, Table 2)."""
     return _base(512, 256, sharing, vocab_size, dropout, dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head))
 
 
-@register_model(paper="linformer")
+@register_model(paper="linformer", **dict(MLM_512, input_size=(1024,)))
 def linformer_base_n1024_k256(sharing: str = "headwise", vocab_size: int = ROBERTA_VOCAB, dropout: float = 0.1,
                               dim: int = 768, depth: int = 12, heads: int = 12, dim_head: int = 64):
     """n = 1024, k = 256 (Fig. 3b, Table 2)."""
     return _base(1024, 256, sharing, vocab_size, dropout, dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head))
 
 
-@register_model(paper="linformer")
+@register_model(paper="linformer", input_size=(512,), num_classes=10, task="sequence-classification")
 def linformer_tiny(vocab_size: int = 16, num_classes: int = 10, seq_len: int = 512, k: int = 64,
                    sharing: str = "headwise", per_token: bool = False):
     """The small model of the generated long-range tasks (`archzoo bench tasks` size: width 64, 2 pre-norm layers,

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from torch import Tensor, nn
 
 from ...core import LearnedPositionalEmbedding, TokenEmbedding, Transformer, check_shape
+from ...core.classifier import Classifier
 from ...registry import register_model
 from .attention import LongformerAttention
 
@@ -35,14 +36,14 @@ def global_tokens(model: nn.Module, global_mask: Tensor | None) -> Iterator[None
             m.call_global_mask = previous
 
 
-class LongformerEncoder(nn.Module):
+class LongformerEncoder(Classifier, nn.Module):
     """RoBERTa (Liu et al. 2019) with `LongformerAttention` (Sec. 5 "Pretraining and Finetuning").
 
     Token and learned position embeddings, LayerNorm, `depth` post-norm Transformer layers (GELU, 4x MLP,
     biases on the Q/K/V projections as in RoBERTa), the pooler (dense + tanh on the first token, <s>) and a
-    linear head (`num_classes = 0`: the pooled features). The paper copies RoBERTa's 512 position embeddings
-    eight times to get 4,096 (Sec. 5); windows are 512 in every layer and <s> is global for classification
-    (Sec. 6), the question tokens for QA (pass `global_mask`).
+    linear head (`num_classes = 0`: the pooled features; `core.Classifier`'s interface). The paper copies
+    RoBERTa's 512 position embeddings eight times to get 4,096 (Sec. 5); windows are 512 in every layer and <s> is
+    global for classification (Sec. 6), the question tokens for QA (pass `global_mask`).
     """
 
     def __init__(self, vocab_size: int = 50265, num_classes: int = 0, *, dim: int = 768, depth: int = 12,
@@ -61,8 +62,8 @@ class LongformerEncoder(nn.Module):
                                                              global_tokens=tuple(global_positions), qkv_bias=True),
                                        norm="post", dropout=dropout, attn_dropout=dropout)
         self.pooler = nn.Sequential(nn.Linear(dim, dim), nn.Tanh())
-        self.num_classes = num_classes
-        self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes, self.num_features = num_classes, dim
+        self.head = self.new_head(num_classes)
 
     def forward_features(self, ids: Tensor, mask: Tensor | None = None, global_mask: Tensor | None = None) -> Tensor:
         if check_shape(ids, "B N", name="ids")["N"] == 0:        # the ids themselves are checked by `embed`
@@ -72,22 +73,21 @@ class LongformerEncoder(nn.Module):
         with global_tokens(self, global_mask):
             return self.transformer(h, mask=mask)                             # (B, N, dim)
 
+    def forward_head(self, h: Tensor, pre_logits: bool = False) -> Tensor:   # (B, N, dim)
+        pooled = self.pooler(h[:, 0])                                         # <s>, (B, dim)
+        return pooled if pre_logits else self.head(pooled)                    # (B, num_classes)
+
     def forward(self, ids: Tensor, mask: Tensor | None = None, global_mask: Tensor | None = None) -> Tensor:
-        h = self.forward_features(ids, mask, global_mask)
-        return self.head(self.pooler(h[:, 0]))                                # (B, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.dim, num_classes) if num_classes > 0 else nn.Identity()
+        return self.forward_head(self.forward_features(ids, mask, global_mask))
 
 
-@register_model(paper="longformer")
+@register_model(paper="longformer", input_size=(4096,), num_classes=0, task="sequence-classification")
 def longformer_base(**kw) -> LongformerEncoder:
     """Longformer-base: RoBERTa-base (12 layers, 768 wide, 12 heads), window 512, 4,096 positions."""
     return LongformerEncoder(**{**dict(dim=768, depth=12, heads=12), **kw})
 
 
-@register_model(paper="longformer")
+@register_model(paper="longformer", input_size=(4096,), num_classes=0, task="sequence-classification")
 def longformer_large(**kw) -> LongformerEncoder:
     """Longformer-large: RoBERTa-large (24 layers, 1024 wide, 16 heads), window 512, 4,096 positions."""
     return LongformerEncoder(**{**dict(dim=1024, depth=24, heads=16), **kw})

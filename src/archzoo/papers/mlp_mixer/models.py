@@ -24,13 +24,14 @@ import math
 
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
+from ...core.checks import check_image
+from ...core.classifier import Classifier, init_head
 from ...core.embeddings import PatchEmbed
-from ...registry import register_model
+from ...registry import IMAGENET_CFG, INCEPTION_MEAN, INCEPTION_STD, register_model
 from .mixing import MixerLayer
 
 
-class MlpMixer(nn.Module):
+class MlpMixer(Classifier, nn.Module):
     r"""MLP-Mixer (Sec. 2, Fig. 1): per-patch linear embedding, `depth` Mixer layers, LayerNorm, mean pool, head.
 
     - `img_size` and `patch_size` fix S = HW / P^2, the width of the token-mixing MLP, so the input must have
@@ -40,7 +41,7 @@ class MlpMixer(nn.Module):
       projection and every MLP, and a zero-initialized classifier.
 
     `forward_features(x)` returns the per-patch features after the final LayerNorm, (B, S, C); `forward_head`
-    averages them over the patches (global average pooling) and applies the classifier.
+    averages them over the patches (global average pooling) and applies the classifier (`core.Classifier`).
     """
 
     def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int | tuple[int, int] = 16,
@@ -62,7 +63,7 @@ class MlpMixer(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=layer_norm_eps)                               # pre-head LayerNorm
         self.num_features = dim
         self._init_weights()
-        self.head = self._new_head(num_classes)
+        self.head = self.new_head(num_classes)
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -70,32 +71,18 @@ class MlpMixer(nn.Module):
                 nn.init.normal_(m.weight, std=1 / math.sqrt(m.weight[0].numel()))      # LeCun normal (fan-in)
                 nn.init.zeros_(m.bias)
 
-    def _new_head(self, num_classes: int) -> nn.Module:
-        if not num_classes:
-            return nn.Identity()
-        head = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(head.weight)                                                    # zero-initialized head
-        nn.init.zeros_(head.bias)
-        return head
+    def new_head(self, num_classes: int) -> nn.Module:
+        """A zero-initialized classifier with `num_classes` outputs (0: none, forward returns the pooled C)."""
+        return init_head(super().new_head(num_classes))
 
     def forward_features(self, x: Tensor) -> Tensor:                                    # (B, C_in, H, W)
-        check_shape(x, "B C H W", C=self.in_chans, H=self.img_size[0], W=self.img_size[1])
+        x = check_image(x, self, C=self.in_chans, H=self.img_size[0], W=self.img_size[1])
         x = self.stem(x)                                                               # (B, S, C): the table X
         return self.norm(self.layers(x))                                               # (B, S, C)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:               # (B, S, C)
         x = x.mean(dim=1)                                                              # global average pooling
         return x if pre_logits else self.head(x)                                       # (B, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:                                             # (B, C_in, H, W)
-        return self.forward_head(self.forward_features(x))                             # (B, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new zero-initialized classifier with `num_classes` outputs (0: none, forward returns the pooled C)."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        self.head = self._new_head(num_classes)
 
 
 def _mixer(kwargs: dict, **config) -> MlpMixer:
@@ -108,43 +95,50 @@ _L = dict(dim=1024, depth=24, token_mlp_dim=512, channel_mlp_dim=4096)
 _H = dict(dim=1280, depth=32, token_mlp_dim=640, channel_mlp_dim=5120)
 
 
-@register_model(paper="mlp_mixer")
+def mixer_cfg(patch_size: int) -> dict:
+    """pretrained_cfg: the released models take RGB scaled to [-1, 1] (mean = std = 0.5 for inputs in [0, 1]); the
+    token-mixing MLPs fix the input size, whose side must be a multiple of the patch size (one patch at least)."""
+    return dict(IMAGENET_CFG, mean=INCEPTION_MEAN, std=INCEPTION_STD, fixed_input_size=True,
+                min_input_size=(3, patch_size, patch_size))
+
+
+@register_model(paper="mlp_mixer", **mixer_cfg(32))
 def mixer_s32(**kwargs) -> MlpMixer:
     """Mixer-S/32 (Table 1): C=512, D_S=256, D_C=2048, 8 layers, 32 x 32 patches; 19,104,624 parameters."""
     return _mixer(kwargs, patch_size=32, **_S)
 
 
-@register_model(paper="mlp_mixer")
+@register_model(paper="mlp_mixer", **mixer_cfg(16))
 def mixer_s16(**kwargs) -> MlpMixer:
     """Mixer-S/16 (Table 1): C=512, D_S=256, D_C=2048, 8 layers, 16 x 16 patches; 18,528,264 parameters."""
     return _mixer(kwargs, patch_size=16, **_S)
 
 
-@register_model(paper="mlp_mixer")
+@register_model(paper="mlp_mixer", **mixer_cfg(32))
 def mixer_b32(**kwargs) -> MlpMixer:
     """Mixer-B/32 (Table 1): C=768, D_S=384, D_C=3072, 12 layers, 32 x 32 patches; 60,293,428 parameters."""
     return _mixer(kwargs, patch_size=32, **_B)
 
 
-@register_model(paper="mlp_mixer")
+@register_model(paper="mlp_mixer", **mixer_cfg(16))
 def mixer_b16(**kwargs) -> MlpMixer:
     """Mixer-B/16 (Table 1): C=768, D_S=384, D_C=3072, 12 layers, 16 x 16 patches; 59,880,472 parameters."""
     return _mixer(kwargs, patch_size=16, **_B)
 
 
-@register_model(paper="mlp_mixer")
+@register_model(paper="mlp_mixer", **mixer_cfg(32))
 def mixer_l32(**kwargs) -> MlpMixer:
     """Mixer-L/32 (Table 1): C=1024, D_S=512, D_C=4096, 24 layers, 32 x 32 patches; 206,939,264 parameters."""
     return _mixer(kwargs, patch_size=32, **_L)
 
 
-@register_model(paper="mlp_mixer")
+@register_model(paper="mlp_mixer", **mixer_cfg(16))
 def mixer_l16(**kwargs) -> MlpMixer:
     """Mixer-L/16 (Table 1): C=1024, D_S=512, D_C=4096, 24 layers, 16 x 16 patches; 208,196,168 parameters."""
     return _mixer(kwargs, patch_size=16, **_L)
 
 
-@register_model(paper="mlp_mixer")
+@register_model(paper="mlp_mixer", **mixer_cfg(14))
 def mixer_h14(**kwargs) -> MlpMixer:
     """Mixer-H/14 (Table 1): C=1280, D_S=640, D_C=5120, 32 layers, 14 x 14 patches; 432,350,952 parameters."""
     return _mixer(kwargs, patch_size=14, **_H)

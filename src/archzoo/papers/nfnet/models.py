@@ -18,8 +18,9 @@ import math
 
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
-from ...registry import register_model
+from ...core.checks import check_image
+from ...core.classifier import Classifier, init_head
+from ...registry import IMAGENET_CFG, register_model
 from .blocks import NFBlock, make_conv
 from .scaled_ws import ScaledActivation
 
@@ -48,7 +49,7 @@ def expected_variances(depths, alpha: float) -> list[float]:
     return variances
 
 
-class NFNet(nn.Module):
+class NFNet(Classifier, nn.Module):
     """A normalizer-free ResNet: stem -> stages of `NFBlock`s -> 1x1 conv -> global pool -> dropout -> linear.
 
     - stem `"deep"` (NFNets, Sec. 5): four 3x3 Scaled WS convolutions with `stem_chs` = (16, 32, 64) and widths[0] / 2
@@ -64,6 +65,8 @@ class NFNet(nn.Module):
     convolutions and bare nonlinearities) and `signal_scaling=False` (every beta_i = 1) give the ablations whose
     signal propagation 2101.08692 plots; `alpha = 1` makes every branch add as much variance as a BN-ReLU branch.
     """
+
+    classifier_name = "fc"
 
     def __init__(self, depths=(1, 2, 6, 3), widths=(256, 512, 1536, 1536), *, num_classes: int = 1000,
                  in_chans: int = 3, img_size: int = 192, test_img_size: int | None = None, alpha: float = 0.2,
@@ -116,7 +119,7 @@ class NFNet(nn.Module):
         self.final_conv = make_conv(in_channels, self.num_features, 1, ws=ws)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(drop_rate)
-        self.reset_classifier(num_classes)
+        self.num_classes, self.fc = num_classes, self.new_head(num_classes)
 
     @property
     def blocks(self) -> list[NFBlock]:
@@ -124,7 +127,7 @@ class NFNet(nn.Module):
         return [block for stage in self.stages for block in stage]
 
     def forward_features(self, x: Tensor) -> Tensor:                        # (B, C, H, W)
-        check_shape(x, "B C H W", name="input", C=self.in_chans)
+        x = check_image(x, self, C=self.in_chans)
         h = self.stages(self.stem(x))                                        # residual stream, (B, widths[-1], h, w)
         return self.act(self.final_conv(h))                                  # (B, num_features, h, w)
 
@@ -132,19 +135,17 @@ class NFNet(nn.Module):
         x = self.dropout(self.global_pool(x).flatten(1))                     # (B, num_features)
         return x if pre_logits else self.fc(x)                               # (B, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:                                  # (B, C, H, W)
-        return self.forward_head(self.forward_features(x))                   # (B, num_classes)
+    def new_head(self, num_classes: int) -> nn.Module:
+        """A classifier with `num_classes` outputs, weights N(0, 0.01^2) and zero bias (0: none, forward returns the
+        pooled features)."""
+        return init_head(super().new_head(num_classes), std=0.01)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier with `num_classes` outputs, weights N(0, 0.01^2) and zero bias (0: none, forward returns
-        the pooled features)."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        if num_classes:
-            nn.init.normal_(self.fc.weight, std=0.01)
-            nn.init.zeros_(self.fc.bias)
+
+def nfnet_cfg(variant: str) -> dict:
+    """The pretrained_cfg of NFNet-`variant`: its train and test resolutions, ImageNet's normalisation (the
+    authors' input pipeline subtracts ImageNet's mean and divides by its standard deviation)."""
+    _, _, train_res, test_res, _ = VARIANTS[variant]
+    return dict(IMAGENET_CFG, input_size=(3, train_res, train_res), test_input_size=(3, test_res, test_res))
 
 
 def _nfnet(variant: str, **kwargs) -> NFNet:
@@ -154,56 +155,57 @@ def _nfnet(variant: str, **kwargs) -> NFNet:
     return NFNet(**{**cfg, **kwargs})
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", **nfnet_cfg("f0"))
 def nfnet_f0(**kwargs) -> NFNet:
     """NFNet-F0 (Table 1): depths [1, 2, 6, 3], dropout 0.2, 192 px (test 256); 71,489,284 parameters with 1000
     classes (paper: 71.5M)."""
     return _nfnet("f0", **kwargs)
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", **nfnet_cfg("f1"))
 def nfnet_f1(**kwargs) -> NFNet:
     """NFNet-F1 (Table 1): depths [2, 4, 12, 6], dropout 0.3, 224 px (test 320);
     132,634,256 parameters (paper: 132.6M)."""
     return _nfnet("f1", **kwargs)
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", **nfnet_cfg("f2"))
 def nfnet_f2(**kwargs) -> NFNet:
     """NFNet-F2 (Table 1): depths [3, 6, 18, 9], dropout 0.4, 256 px (test 352);
     193,779,228 parameters (paper: 193.8M)."""
     return _nfnet("f2", **kwargs)
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", **nfnet_cfg("f3"))
 def nfnet_f3(**kwargs) -> NFNet:
     """NFNet-F3 (Table 1): depths [4, 8, 24, 12], dropout 0.4, 320 px (test 416);
     254,924,200 parameters (paper: 254.9M)."""
     return _nfnet("f3", **kwargs)
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", **nfnet_cfg("f4"))
 def nfnet_f4(**kwargs) -> NFNet:
     """NFNet-F4 (Table 1): depths [5, 10, 30, 15], dropout 0.5, 384 px (test 512);
     316,069,172 parameters (paper: 316.1M)."""
     return _nfnet("f4", **kwargs)
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", **nfnet_cfg("f5"))
 def nfnet_f5(**kwargs) -> NFNet:
     """NFNet-F5 (Table 1): depths [6, 12, 36, 18], dropout 0.5, 416 px (test 544);
     377,214,144 parameters (paper: 377.2M)."""
     return _nfnet("f5", **kwargs)
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", **nfnet_cfg("f6"))
 def nfnet_f6(**kwargs) -> NFNet:
     """NFNet-F6 (Table 1): depths [7, 14, 42, 21], dropout 0.5, 448 px (test 576);
     438,359,116 parameters (paper: 438.4M)."""
     return _nfnet("f6", **kwargs)
 
 
-@register_model(paper="nfnet")
+@register_model(paper="nfnet", input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), num_classes=10,
+                task="image-classification")
 def nfnet_small(**kwargs) -> NFNet:
     """An NFNet scaled to 28x28 grey images (ours, for Fashion-MNIST; not in the paper): the F0 design (deep stem,
     GELU, alpha 0.2, bottleneck 0.5, SE, two grouped 3x3 convolutions, skip gains at 0, dropout 0.2, stochastic

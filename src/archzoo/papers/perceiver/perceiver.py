@@ -21,10 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from ...core.attention import FullAttention
-from ...core.checks import check_shape
+from ...core.checks import as_model_dtype, check_shape
+from ...core.classifier import Classifier
 from ...core.mlp import FeedForward
 from ...core.transformer import Transformer
-from ...registry import register_layer, register_model
+from ...registry import IMAGENET_CFG, register_layer, register_model
 from .fourier import FourierPositionEncoding
 
 
@@ -55,7 +56,7 @@ class CrossAttend(nn.Module):
         return z + self.mlp(self.norm_mlp(z))                                                      # (B, N, D)
 
 
-class Perceiver(nn.Module):
+class Perceiver(Classifier, nn.Module):
     r"""The Perceiver classifier (Sec. 2-4): Fourier position features, latent array, repeated (cross-attend,
     latent tower), average of the latents, linear head.
 
@@ -70,7 +71,8 @@ class Perceiver(nn.Module):
       through a LayerNorm (the tower's residual stream is pre-norm, hence unnormalized) and the linear head.
 
     `forward_features(x)` returns the final latents (B, N, D), `forward_array(byte_array)` does the same from a
-    byte array, `forward_head(z)` averages and classifies.
+    byte array, `forward_head(z)` averages and classifies (`core.Classifier`). Inputs follow the dtype rule of
+    `core.checks.as_model_dtype`.
     """
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1000, input_axis: int = 2,
@@ -104,7 +106,7 @@ class Perceiver(nn.Module):
                         mlp_ratio, dropout=dropout, final_norm=False) for _ in range(n_tower))
         self.num_features = latent_dim
         self.norm = nn.LayerNorm(latent_dim)
-        self.head = nn.Linear(latent_dim, num_classes) if num_classes else nn.Identity()
+        self.head = self.new_head(num_classes)
 
     def layer(self, i: int) -> tuple[CrossAttend, Transformer]:
         """The (cross-attend, latent tower) of repeat i: with sharing, repeats 2.. reuse the same modules."""
@@ -114,9 +116,9 @@ class Perceiver(nn.Module):
         """The input as a byte array (B, M, C + position channels)."""
         if self.position is None:
             check_shape(x, "B M C", C=self.in_chans)
-            return x
+            return as_model_dtype(x, self)
         check_shape(x, "B C " + " ".join(f"S{i}" for i in range(self.input_axis)), C=self.in_chans)
-        return self.position(x)
+        return self.position(as_model_dtype(x, self))
 
     def forward_array(self, byte_array: Tensor, mask: Tensor | None = None) -> Tensor:   # (B, M, C)
         """The final latents (B, N, D) from a byte array; `mask` (B, M) bool, True = real element."""
@@ -134,18 +136,9 @@ class Perceiver(nn.Module):
         y = self.norm(z.mean(dim=1))                                                   # average over the latents
         return y if pre_logits else self.head(y)                                       # (B, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new linear head with `num_classes` outputs (0: none, forward returns the averaged latent)."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.latent_dim, num_classes) if num_classes else nn.Identity()
 
 
-@register_model(paper="perceiver")
+@register_model(paper="perceiver", **IMAGENET_CFG)
 def perceiver_imagenet(img_size: int | None = None, **kwargs) -> Perceiver:
     """The ImageNet Perceiver (Sec. 4.1, App. A): 512 latents x 1024 channels, 8 cross-attends (1 head, weights
     shared after the first), a shared 6-block latent tower (8 heads), 64 bands up to mu = 224, MLP widening 1;

@@ -11,7 +11,7 @@ from ...core.sequence import SequenceTransformer
 from ...registry import register_model
 
 
-@register_model(paper="performer")
+@register_model(paper="performer", input_size=(1024,), num_classes=10, task="sequence-classification")
 def performer_small(vocab_size: int = 256, num_classes: int = 10, max_len: int = 1024, per_token: bool = False,
                     causal: bool = False, dim: int = 64, depth: int = 2, heads: int = 4, dim_head: int = 16,
                     nb_features: int = 256, kernel: str = "softmax", feature_redraw_interval: int | None = 1000):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ...core.checks import check_shape
+from ...core.classifier import Classifier
 from ...core.embeddings import LearnedPositionalEmbedding, TokenEmbedding
 from ...core.mlp import MLP
 from ...registry import get_attention, register_model
@@ -45,7 +46,7 @@ def _attention(attention: str | Callable[..., nn.Module]) -> Callable[..., nn.Mo
     return get_attention(attention) if isinstance(attention, str) else attention
 
 
-class ReformerLM(nn.Module):
+class ReformerLM(Classifier, nn.Module):
     """Token ids (B, N) -> logits (B, N, num_classes): the Reformer (Sec. 3, 5; see the module docstring).
 
     - `reversible=False` runs the same layers as ordinary residual layers (activations stored per layer): the
@@ -55,7 +56,7 @@ class ReformerLM(nn.Module):
     - `attention` is any registered attention ("reformer" = LSH, "reformer_shared_qk", "full", ...) built with
       `attention_kwargs`; `causal=True` makes it a language model (position t sees tokens <= t).
     - `num_classes` (default `vocab_size`) is the output size; `mask` (B, N), True = real token, is passed
-      to the attention.
+      to the attention. The head is `core.Classifier`'s, on the normalised [y1; y2] (2d features per token).
     """
 
     def __init__(self, vocab_size: int = 256, num_classes: int | None = None, *, dim: int = 256, depth: int = 6,
@@ -81,7 +82,7 @@ class ReformerLM(nn.Module):
                   for _ in range(depth)]
         self.layers = ReversibleSequence(blocks, reversible=reversible)
         self.norm = nn.LayerNorm(2 * dim)
-        self.head = nn.Linear(2 * dim, self.num_classes)
+        self.head = self.new_head(self.num_classes)
 
     def forward_features(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         check_shape(ids, "B N", name="ids")                            # the ids themselves are checked by `embed`
@@ -91,15 +92,14 @@ class ReformerLM(nn.Module):
         y = self.layers(h.repeat(1, 1, 2), mask=mask, causal=self.causal)   # [x1; x2] = [h; h] -> [y1; y2]
         return self.norm(y)                                             # (B, N, 2d)
 
+    def forward_head(self, h: Tensor, pre_logits: bool = False) -> Tensor:   # (B, N, 2d)
+        return h if pre_logits else self.head(h)                        # (B, N, num_classes)
+
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.head(self.forward_features(ids, mask))              # (B, N, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(2 * self.dim, num_classes) if num_classes > 0 else nn.Identity()
+        return self.forward_head(self.forward_features(ids, mask))      # (B, N, num_classes)
 
 
-@register_model(paper="reformer")
+@register_model(paper="reformer", input_size=(65536,), num_classes=256, task="language-modeling")
 def reformer_enwik8(**overrides) -> ReformerLM:
     """The paper's enwik8-64K language model (Sec. 5: d_model 1024, d_ff 4096, 8 heads, 12 layers, bytes), with
     axial position embeddings over 128 x 512 = 65,536 positions and LSH attention (chunks of 64, 4 hashes)."""
@@ -108,7 +108,7 @@ def reformer_enwik8(**overrides) -> ReformerLM:
     return ReformerLM(**{**cfg, **overrides})
 
 
-@register_model(paper="reformer")
+@register_model(paper="reformer", input_size=(1024,), num_classes=256, task="language-modeling")
 def reformer_tiny(**overrides) -> ReformerLM:
     """A CPU-sized Reformer: d 64, 2 layers of 4 heads of 16, d_ff 256, 32 x 32 = 1,024 axial positions, LSH
     attention with chunks of 32 and 2 hashes."""

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
-from ...registry import register_model
+from ...core.checks import check_image
+from ...core.classifier import Classifier
+from ...registry import CIFAR10_CFG, IMAGENET_CFG, register_model
 from .blocks import BasicBlock, Bottleneck, ConvLayer, NormLayer, conv3x3
 
 
@@ -28,16 +29,20 @@ def make_stage(block: type[BasicBlock | Bottleneck], in_channels: int, channels:
     return nn.Sequential(*blocks)
 
 
-class ResNetBase(nn.Module):
+class ResNetBase(Classifier, nn.Module):
     """What the ImageNet and CIFAR nets share: stem -> stages -> global average pooling -> fully connected.
 
     `forward_features(x)` returns the last feature map (B, num_features, H', W'), `forward_head` pools and
-    classifies, `forward(x)` returns logits (B, num_classes). Weights are initialised as in the paper (Sec. 3.4,
-    "as in [13]"): Kaiming normal (fan_out) for convolutions, BN gamma = 1 and beta = 0; with
-    `zero_init_residual` the last BN of every block starts at gamma = 0, so every residual block starts as
-    its shortcut (Goyal et al. 2017, not in the paper; off by default).
+    classifies, `forward(x)` returns logits (B, num_classes) (`core.Classifier`; the head is `fc`). Weights are
+    initialised as in the paper (Sec. 3.4, "as in [13]"): Kaiming normal (fan_out) for convolutions, BN gamma = 1
+    and beta = 0; with `zero_init_residual` the last BN of every block starts at gamma = 0, so every residual block
+    starts as its shortcut (Goyal et al. 2017, not in the paper; off by default). Any image of at least
+    `min_img_size` (and at most `max_img_size`, when set) pixels a side runs.
     """
 
+    classifier_name = "fc"
+    min_img_size: int = 1
+    max_img_size: int | None = None
     stem: nn.Sequential
     stages: nn.Sequential
     default_input_size: tuple[int, int, int]
@@ -52,7 +57,7 @@ class ResNetBase(nn.Module):
         """Add the head and initialise the weights (called by subclasses once stem and stages exist)."""
         self.num_features = num_features
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(num_features, self.num_classes) if self.num_classes else nn.Identity()
+        self.fc = self.new_head(self.num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -65,22 +70,12 @@ class ResNetBase(nn.Module):
                     nn.init.zeros_(m.last_bn.weight)
 
     def forward_features(self, x: Tensor) -> Tensor:                        # (B, C, H, W)
-        check_shape(x, "B C H W", name="input", C=self.in_chans)
+        x = check_image(x, self, C=self.in_chans, min_size=self.min_img_size, max_size=self.max_img_size)
         return self.stages(self.stem(x))                                     # (B, num_features, H', W')
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:  # (B, num_features, H', W')
         x = self.global_pool(x).flatten(1)                                   # (B, num_features)
         return x if pre_logits else self.fc(x)                               # (B, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:                                  # (B, C, H, W)
-        return self.forward_head(self.forward_features(x))                   # (B, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new, freshly initialised classifier with `num_classes` outputs (0: none, forward returns features)."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 
 class ResNet(ResNetBase):
@@ -158,43 +153,43 @@ class CifarResNet(ResNetBase):
 # ----------------------------------------------------------------------------- ImageNet presets (Table 1)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **IMAGENET_CFG)
 def resnet18(**kwargs) -> ResNet:
     """ResNet-18 (Table 1): basic blocks [2, 2, 2, 2], 11,689,512 parameters with 1000 classes."""
     return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **IMAGENET_CFG)
 def resnet34(**kwargs) -> ResNet:
     """ResNet-34 (Table 1, Fig. 3 right): basic blocks [3, 4, 6, 3], 21,797,672 parameters with 1000 classes."""
     return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **IMAGENET_CFG)
 def resnet50(**kwargs) -> ResNet:
     """ResNet-50 (Table 1): bottleneck blocks [3, 4, 6, 3], 25,557,032 parameters with 1000 classes."""
     return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **IMAGENET_CFG)
 def resnet101(**kwargs) -> ResNet:
     """ResNet-101 (Table 1): bottleneck blocks [3, 4, 23, 3], 44,549,160 parameters with 1000 classes."""
     return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **IMAGENET_CFG)
 def resnet152(**kwargs) -> ResNet:
     """ResNet-152 (Table 1): bottleneck blocks [3, 8, 36, 3], 60,192,808 parameters with 1000 classes."""
     return ResNet(Bottleneck, (3, 8, 36, 3), **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **IMAGENET_CFG)
 def plain18(**kwargs) -> ResNet:
     """Plain-18 (Sec. 4.1, Table 2): ResNet-18 without shortcuts."""
     return ResNet(BasicBlock, (2, 2, 2, 2), residual=False, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **IMAGENET_CFG)
 def plain34(**kwargs) -> ResNet:
     """Plain-34 (Sec. 4.1, Fig. 3 middle, Table 2): ResNet-34 without shortcuts."""
     return ResNet(BasicBlock, (3, 4, 6, 3), residual=False, **kwargs)
@@ -203,61 +198,61 @@ def plain34(**kwargs) -> ResNet:
 # ----------------------------------------------------------------------------- CIFAR-10 presets (Sec. 4.2, Table 6)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def resnet20(**kwargs) -> CifarResNet:
     """ResNet-20 for CIFAR-10 (n = 3, Table 6: 0.27M parameters)."""
     return CifarResNet(20, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def resnet32(**kwargs) -> CifarResNet:
     """ResNet-32 for CIFAR-10 (n = 5, Table 6: 0.46M parameters)."""
     return CifarResNet(32, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def resnet44(**kwargs) -> CifarResNet:
     """ResNet-44 for CIFAR-10 (n = 7, Table 6: 0.66M parameters)."""
     return CifarResNet(44, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def resnet56(**kwargs) -> CifarResNet:
     """ResNet-56 for CIFAR-10 (n = 9, Table 6: 0.85M parameters)."""
     return CifarResNet(56, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def resnet110(**kwargs) -> CifarResNet:
     """ResNet-110 for CIFAR-10 (n = 18, Table 6: 1.7M parameters)."""
     return CifarResNet(110, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def plain20(**kwargs) -> CifarResNet:
     """Plain-20 for CIFAR-10 (Sec. 4.2, Fig. 6 left): ResNet-20 without shortcuts, the same parameters."""
     return CifarResNet(20, residual=False, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def plain32(**kwargs) -> CifarResNet:
     """Plain-32 for CIFAR-10 (Sec. 4.2, Fig. 6 left): ResNet-32 without shortcuts, the same parameters."""
     return CifarResNet(32, residual=False, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def plain44(**kwargs) -> CifarResNet:
     """Plain-44 for CIFAR-10 (Sec. 4.2, Fig. 6 left): ResNet-44 without shortcuts, the same parameters."""
     return CifarResNet(44, residual=False, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def plain56(**kwargs) -> CifarResNet:
     """Plain-56 for CIFAR-10 (Sec. 4.2, Fig. 1, Fig. 6 left): ResNet-56 without shortcuts, the same parameters."""
     return CifarResNet(56, residual=False, **kwargs)
 
 
-@register_model(paper="resnet")
+@register_model(paper="resnet", **CIFAR10_CFG)
 def plain110(**kwargs) -> CifarResNet:
     """Plain-110 for CIFAR-10 (Sec. 4.2): ResNet-110 without shortcuts, the same parameters."""
     return CifarResNet(110, residual=False, **kwargs)

@@ -31,10 +31,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ...core.checks import check_shape
+from ...core.checks import check_image
+from ...core.classifier import Classifier, init_head
 from ...core.embeddings import LearnedPositionalEmbedding, PatchEmbed
 from ...core.transformer import Transformer
-from ...registry import register_model
+from ...registry import IMAGENET_CFG, INCEPTION_MEAN, INCEPTION_STD, register_model
 from .attention import ViTAttention
 from .position import resize_pos_embed
 
@@ -46,7 +47,7 @@ def _resize_pos_embed_on_load(module: VisionTransformer, state_dict: dict, prefi
         state_dict[key] = resize_pos_embed(state_dict[key], module.patch_embed.grid_size)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(Classifier, nn.Module):
     r"""ViT (Sec. 3.1, Eq. 1-4): patch embedding, class token, learned position embedding, pre-norm encoder, head.
 
     - `img_size` fixes the patch grid and the length of E_pos. Weights of another resolution load into it: the
@@ -62,7 +63,7 @@ class VisionTransformer(nn.Module):
       projection, E_pos ~ N(0, 0.02^2), zero class token, and a zero-initialized classifier (Sec. 3.2).
 
     `forward_features(x)` returns the normalized tokens (B, 1 + N, D), class token first; `forward_head` takes
-    y = LN(z_L^0) to logits; `attention_maps(x)` returns every layer's attention weights.
+    y = LN(z_L^0) to logits (`core.Classifier`); `attention_maps(x)` returns every layer's attention weights.
     """
 
     def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int | tuple[int, int] = 16,
@@ -90,7 +91,7 @@ class VisionTransformer(nn.Module):
         self.pre_logits = nn.Sequential(nn.Linear(dim, representation_size), nn.Tanh()) if representation_size \
             else nn.Identity()
         self._init_weights()
-        self.head = self._new_head(num_classes)
+        self.head = self.new_head(num_classes)
         self.register_load_state_dict_pre_hook(_resize_pos_embed_on_load)
 
     def _init_weights(self) -> None:
@@ -103,17 +104,13 @@ class VisionTransformer(nn.Module):
         nn.init.normal_(w, std=1 / math.sqrt(w[0].numel()))                            # LeCun normal, fan-in P^2 C
         nn.init.zeros_(self.patch_embed.proj.bias)
 
-    def _new_head(self, num_classes: int) -> nn.Module:
-        if not num_classes:
-            return nn.Identity()
-        head = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(head.weight)                                                    # zero-initialized, Sec. 3.2
-        nn.init.zeros_(head.bias)
-        return head
+    def new_head(self, num_classes: int) -> nn.Module:
+        """A zero-initialized classifier with `num_classes` outputs (Sec. 3.2; 0: none, forward returns y)."""
+        return init_head(super().new_head(num_classes))
 
     def embed(self, x: Tensor) -> Tensor:                                               # (B, C, H, W)
         """z_0 of Eq. 1: (B, C, H, W) -> (B, 1 + N, D)."""
-        check_shape(x, "B C H W", C=self.in_chans, H=self.img_size[0], W=self.img_size[1])
+        x = check_image(x, self, C=self.in_chans, H=self.img_size[0], W=self.img_size[1])
         patches = self.patch_embed(x)                                                  # (B, N, D): x_p^i E
         cls = self.cls_token.expand(x.shape[0], -1, -1)                                # (B, 1, D)
         return self.pos_drop(self.pos_embed(torch.cat((cls, patches), dim=1)))         # (B, 1 + N, D)
@@ -124,16 +121,6 @@ class VisionTransformer(nn.Module):
     def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:               # (B, 1 + N, D)
         y = self.pre_logits(z[:, 0])                                                   # y = LN(z_L^0), Eq. 4
         return y if pre_logits else self.head(y)                                       # (B, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:                                             # (B, C, H, W)
-        return self.forward_head(self.forward_features(x))                             # (B, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new zero-initialized classifier with `num_classes` outputs (0: none, forward returns y)."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        self.head = self._new_head(num_classes)
 
     def attention_maps(self, x: Tensor) -> list[Tensor]:
         """The attention weights A (Eq. 6) of every layer for images `x`: a list of `depth` tensors (B, H, 1+N, 1+N)."""
@@ -152,49 +139,57 @@ def _vit(kwargs: dict, **config) -> VisionTransformer:
     return VisionTransformer(**{**config, **kwargs})
 
 
-@register_model(paper="vit")
+def vit_cfg(patch_size: int, deit: bool = False) -> dict:
+    """pretrained_cfg: the paper's models take RGB scaled to [-1, 1] (mean = std = 0.5 for inputs in [0, 1]), DeiT's
+    (Ti/16, S/16 and our S/32) ImageNet's normalisation. The position embedding fixes the input size, whose side
+    must be a multiple of the patch size: one patch is the smallest image."""
+    norm = {} if deit else dict(mean=INCEPTION_MEAN, std=INCEPTION_STD)
+    return dict(IMAGENET_CFG, **norm, fixed_input_size=True, min_input_size=(3, patch_size, patch_size))
+
+
+@register_model(paper="vit", **vit_cfg(16, deit=True))
 def vit_ti16(**kwargs) -> VisionTransformer:
     """ViT-Ti/16 (DeiT-Ti, Touvron et al. 2020, Table 1): D=192, 12 layers, 3 heads; 5,717,416 parameters."""
     return _vit(kwargs, patch_size=16, dim=192, depth=12, heads=3)
 
 
-@register_model(paper="vit")
+@register_model(paper="vit", **vit_cfg(16, deit=True))
 def vit_s16(**kwargs) -> VisionTransformer:
     """ViT-S/16 (DeiT-S, Touvron et al. 2020, Table 1): D=384, 12 layers, 6 heads; 22,050,664 parameters."""
     return _vit(kwargs, patch_size=16, dim=384, depth=12, heads=6)
 
 
-@register_model(paper="vit")
+@register_model(paper="vit", **vit_cfg(32, deit=True))
 def vit_s32(**kwargs) -> VisionTransformer:
     """ViT-S/32: the DeiT-S encoder on 32 x 32 patches; 22,878,952 parameters."""
     return _vit(kwargs, patch_size=32, dim=384, depth=12, heads=6)
 
 
-@register_model(paper="vit")
+@register_model(paper="vit", **vit_cfg(16))
 def vit_b16(**kwargs) -> VisionTransformer:
     """ViT-B/16 (Table 1, "Base"): D=768, 12 layers, 12 heads, MLP 3072; 86,567,656 parameters (paper: 86M)."""
     return _vit(kwargs, patch_size=16, dim=768, depth=12, heads=12)
 
 
-@register_model(paper="vit")
+@register_model(paper="vit", **vit_cfg(32))
 def vit_b32(**kwargs) -> VisionTransformer:
     """ViT-B/32 (Table 1, "Base", 32 x 32 patches): 88,224,232 parameters."""
     return _vit(kwargs, patch_size=32, dim=768, depth=12, heads=12)
 
 
-@register_model(paper="vit")
+@register_model(paper="vit", **vit_cfg(16))
 def vit_l16(**kwargs) -> VisionTransformer:
     """ViT-L/16 (Table 1, "Large"): D=1024, 24 layers, 16 heads, MLP 4096; 304,326,632 parameters (paper: 307M)."""
     return _vit(kwargs, patch_size=16, dim=1024, depth=24, heads=16)
 
 
-@register_model(paper="vit")
+@register_model(paper="vit", **vit_cfg(32))
 def vit_l32(**kwargs) -> VisionTransformer:
     """ViT-L/32 (Table 1, "Large", 32 x 32 patches): 306,535,400 parameters."""
     return _vit(kwargs, patch_size=32, dim=1024, depth=24, heads=16)
 
 
-@register_model(paper="vit")
+@register_model(paper="vit", **vit_cfg(14))
 def vit_h14(**kwargs) -> VisionTransformer:
     """ViT-H/14 (Table 1, "Huge"): D=1280, 32 layers, 16 heads, MLP 5120; 632,045,800 parameters (paper: 632M)."""
     return _vit(kwargs, patch_size=14, dim=1280, depth=32, heads=16)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ...registry import register_model
+from ...registry import CIFAR10_CFG, register_model
 from ..group_norm.models import cifar_resnet_gn
 from ..resnet import CifarResNet
 from .batch_channel_norm import BatchChannelNorm
@@ -41,13 +41,13 @@ def cifar_resnet_bcn_ws(depth: int, num_groups: int, momentum: float = 0.1, **kw
                        conv_layer=WSConv2d, **kwargs)
 
 
-@register_model(paper="weight_standardization")
+@register_model(paper="weight_standardization", **CIFAR10_CFG)
 def resnet20_gn_ws(num_groups: int = 8, **kwargs) -> CifarResNet:
     """ResNet-20 (CIFAR, 16/32/64 channels) with GN (G = 8: 2, 4, 8 channels per group) + WS: 269,722 parameters."""
     return cifar_resnet_gn_ws(20, num_groups, **kwargs)
 
 
-@register_model(paper="weight_standardization")
+@register_model(paper="weight_standardization", **CIFAR10_CFG)
 def resnet20_bcn_ws(num_groups: int = 8, momentum: float = 0.1, **kwargs) -> CifarResNet:
     """ResNet-20 (CIFAR) with micro-batch BCN (G = 8, update rate r = 0.1) + WS: 271,098 parameters."""
     return cifar_resnet_bcn_ws(20, num_groups, momentum, **kwargs)

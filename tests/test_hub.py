@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import archzoo
-from archzoo import hub, registry
-from archzoo.hub import CONFIG, HASH_KEY, WEIGHTS, from_pretrained
+from archzoo import from_pretrained, hub, registry
+from archzoo.hub import CONFIG, HASH_KEY, WEIGHTS
 
 
 @pytest.fixture

@@ -100,8 +100,7 @@ def test_a_paper_folder_that_fails_to_import_fails_every_lookup(monkeypatch):
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "resnet18", "bit_r50x1", "reformer_tiny"])
 def test_a_replaced_head_survives_save_and_load(name, tmp_path):
-    from archzoo import create_model
-    from archzoo.hub import from_pretrained
+    from archzoo import create_model, from_pretrained
 
     model = create_model(name)
     model.reset_classifier(7)

@@ -2,9 +2,10 @@
 
 __version__ = "0.1.0"
 
-from .hub import from_pretrained, save_pretrained  # noqa: E402
+from .hub import save_pretrained  # noqa: E402
 from .registry import (  # noqa: E402
     create_model,
+    from_pretrained,
     get_paper,
     list_attentions,
     list_models,

@@ -1,4 +1,4 @@
-"""save_pretrained / from_pretrained: `config.json` + `model.safetensors`, never pickle.
+"""save_pretrained and the files of `archzoo.from_pretrained`: `config.json` + `model.safetensors`, never pickle.
 
 `config.json` holds the preset name, its overrides and the SHA-256 of `model.safetensors`:
 
@@ -22,7 +22,6 @@ import re
 from pathlib import Path
 from types import MethodType
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -31,7 +30,7 @@ from .fileio import atomic_write_dir, sha256
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 HASH_KEY = "weights_sha256"
-SIZE_FACTOR, SIZE_SLACK = 8, 16 << 20   # a build over 8 x the weights file + 16 MiB is refused (see _check_size)
+SIZE_FACTOR, SIZE_SLACK = 8, 16 << 20   # a build over 8 x the weights file + 16 MiB is refused (see check_size)
 
 
 def attach_pretrained(model: nn.Module, name: str, overrides: dict) -> nn.Module:
@@ -89,13 +88,9 @@ def read_config(path: str | os.PathLike) -> dict:
     return cfg
 
 
-def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides) -> nn.Module:
-    """Rebuild the preset recorded in `config.json` and load `model.safetensors` into it (strict).
-
-    `overrides` change the recorded arguments (e.g. `img_size=384` to fine-tune a ViT at a higher resolution).
-    """
-    from .registry import create_model
-
+def check_saved(directory: str | os.PathLike) -> tuple[dict, Path, Path]:
+    """`(config, config path, weights path)` of a saved model, after every check that needs no model: both files
+    exist, the config is valid (`read_config`), the weights match its SHA-256 and are a readable safetensors file."""
     directory = Path(directory)
     config, weights = directory / CONFIG, directory / WEIGHTS
     for f in (config, weights):
@@ -110,26 +105,20 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
             pass
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{weights}: not a readable safetensors file ({e})") from None
-    name, kwargs = cfg["model"], {**cfg["kwargs"], **overrides}
-    try:
-        with torch.device("meta"):
-            meta = create_model(name, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{config}: cannot build {name!r} with {kwargs}: {e}") from None
-    except RuntimeError:
-        meta = None                      # a preset that cannot be built on the meta device: no size check
-    if meta is not None:
-        _check_size(meta, weights, config)
-    model = create_model(name, **kwargs)
+    return cfg, config, weights
+
+
+def load_weights(model: nn.Module, weights: Path, config: Path, map_location="cpu") -> nn.Module:
+    """Load `weights` into `model` (strict); a mismatch is a ValueError naming both files."""
     try:
         load_model(model, weights, strict=True, device=str(map_location))
     except (SafetensorError, RuntimeError) as e:
-        raise ValueError(f"{weights}: does not fit {name!r} built from {config} "
+        raise ValueError(f"{weights}: does not fit {model.pretrained_cfg['model']!r} built from {config} "
                          f"({' '.join(str(e).split())[:300]})") from None
     return model
 
 
-def _check_size(meta: nn.Module, weights: Path, config: Path) -> None:
+def check_size(meta: nn.Module, weights: Path, config: Path) -> None:
     """Refuse to build a model far larger than the weights it is to receive (a config that would fill memory).
 
     The file stores tied weights once and may hold a narrower dtype, so only a factor beyond any such reason

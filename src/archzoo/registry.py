@@ -20,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .catalog import FAMILIES, PAPERS
+from .hub import attach_pretrained, check_saved, check_size, load_weights
 
 
 class UnknownNameError(ValueError):
@@ -350,8 +353,6 @@ def create_model(name: str, pretrained: bool = False, **overrides):
         raise UnknownArgumentError(f"{name} does not take {', '.join(map(repr, unexpected))}; it takes "
                                    f"{', '.join(accepted) or 'no keyword arguments'}")
     model = _MODELS[name][0](**overrides)
-    from .hub import attach_pretrained
-
     attach_pretrained(model, name, overrides)
     cfg = {**_CFGS[name], **model.pretrained_cfg}
     cfg["num_classes"] = getattr(model, "num_classes", cfg.get("num_classes"))
@@ -363,6 +364,28 @@ def create_model(name: str, pretrained: bool = False, **overrides):
         cfg["min_input_size"] = tuple(model.min_input_size)
     model.pretrained_cfg = cfg
     return model
+
+
+def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides):
+    """Rebuild the preset recorded in `directory/config.json` and load `model.safetensors` into it (strict).
+
+    `overrides` change the recorded arguments (e.g. `img_size=384` to fine-tune a ViT at a higher resolution).
+    Everything that can be checked before building is (see `archzoo.hub`): the files, the config, the weights'
+    SHA-256, and, on the meta device, that the preset builds with these arguments and is not absurdly large for
+    the weights file. Every problem is a ValueError naming the file.
+    """
+    cfg, config, weights = check_saved(directory)
+    name, kwargs = cfg["model"], {**cfg["kwargs"], **overrides}
+    try:
+        with torch.device("meta"):
+            meta = create_model(name, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{config}: cannot build {name!r} with {kwargs}: {e}") from None
+    except RuntimeError:
+        meta = None                      # a preset that cannot be built on the meta device: no size check
+    if meta is not None:
+        check_size(meta, weights, config)
+    return load_weights(create_model(name, **kwargs), weights, config, map_location)
 
 
 def repo_root() -> Path | None:

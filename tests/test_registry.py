@@ -112,3 +112,22 @@ def test_a_replaced_head_survives_save_and_load(name, tmp_path):
     untouched = create_model(name)
     untouched.save_pretrained(tmp_path / "untouched")
     assert "num_classes" not in json.loads((tmp_path / "untouched" / "config.json").read_text())["kwargs"]
+
+
+def test_every_registration_table_is_listed_and_refuses_a_name_twice():
+    from archzoo.registry import TABLES, Table, table
+
+    archzoo.list_models()                                   # imports the papers, which register into the tables
+    assert {"model", "attention", "layer", "benchmark", "feed-forward", "dataset", "attention benchmark",
+            "norm benchmark", "model reference"} <= set(TABLES)
+    assert all(isinstance(t, Table) and t.kind == kind for kind, t in TABLES.items())
+    t = table("_test kind")
+    try:
+        t.add("x", int)
+        assert t.add("x", int) is int                        # the same entry again is fine
+        with pytest.raises(ValueError, match="_test kind 'x' is registered twice"):
+            t.add("x", float)
+        with pytest.raises(archzoo.registry.UnknownNameError, match="unknown _test kind 'y'"):
+            t.lookup("y")
+    finally:
+        TABLES.pop("_test kind")

@@ -107,11 +107,47 @@ class Paper:
 _PAPERS: dict[str, Paper] = {
     slug: Paper(slug, title, arxiv, year, family, summary) for slug, title, arxiv, year, family, summary in PAPERS
 }
-_MODELS: dict[str, tuple[Callable, str]] = {}      # name -> (factory, paper slug)
-_CFGS: dict[str, dict] = {}                         # name -> the pretrained_cfg declared at registration
-_ATTENTIONS: dict[str, type] = {}
-_LAYERS: dict[str, object] = {}
-_BENCHES: dict[str, Callable] = {}
+
+
+class Table(dict):
+    """One registration table, name -> entry, of a `kind` ("model", "dataset", "feed-forward", ...).
+
+    Every table of the project is made by `table(kind)` and listed in `TABLES`, whichever module registers
+    into it (the registry here, core's feed-forwards, data's datasets, engine's benchmark settings).
+    """
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def add(self, name: str, entry, *, same: Callable = lambda a, b: a is b):
+        """Register `entry` as `name`; the same name again with an entry that is not `same` raises ValueError."""
+        if name in self and not same(self[name], entry):
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self[name] = entry
+        return entry
+
+    def lookup(self, name: str):
+        """The entry of `name` (papers imported first); an unknown name raises UnknownNameError."""
+        _load_papers()
+        if name not in self:
+            raise unknown(self.kind, name, self)
+        return self[name]
+
+
+TABLES: dict[str, Table] = {}
+
+
+def table(kind: str) -> Table:
+    """The registration table of `kind`, created on first use."""
+    return TABLES.setdefault(kind, Table(kind))
+
+
+_MODELS = table("model")                            # name -> (factory, paper slug)
+_CFGS = table("model config")                       # name -> the pretrained_cfg declared at registration
+_ATTENTIONS = table("attention")                    # name -> class
+_LAYERS = table("layer")                            # name -> class or function
+_BENCHES = table("benchmark")                       # name -> suite f(args)
 _loaded = False
 
 
@@ -176,9 +212,7 @@ def register_model(name: str | None = None, *, paper: str, kwargs_to: Callable |
 
     def deco(fn: Callable) -> Callable:
         key = name or fn.__name__
-        if key in _MODELS and _MODELS[key][0] is not fn:
-            raise ValueError(f"model {key!r} is registered twice")
-        _MODELS[key] = (fn, paper)
+        _MODELS.add(key, (fn, paper), same=lambda a, b: a[0] is b[0])
         _CFGS[key] = {"mean": None, "std": None, **cfg, "input_size": tuple(cfg["input_size"])} if cfg else {}
         if kwargs_to is not None:
             fn.kwargs_to = kwargs_to
@@ -193,7 +227,7 @@ def register_attention(name: str, *, paper: str | None = None):
     """Put an attention class `(dim, heads=8, dim_head=64, dropout=0.0, **kw)` into `Transformer(attention=name)`."""
 
     def deco(cls: type) -> type:
-        _ATTENTIONS[name] = cls
+        _ATTENTIONS.add(name, cls)
         if paper is not None and name not in _paper(paper).attentions:
             _paper(paper).attentions.append(name)
         return cls
@@ -206,7 +240,7 @@ def register_layer(name: str | None = None, *, paper: str):
 
     def deco(obj):
         key = name or obj.__name__
-        _LAYERS[key] = obj
+        _LAYERS.add(key, obj)
         if key not in _paper(paper).layers:
             _paper(paper).layers.append(key)
         return obj
@@ -223,7 +257,7 @@ def register_bench(name: str):
     """Decorate a benchmark suite `f(args) -> None` run by `archzoo bench <name>`."""
 
     def deco(fn: Callable) -> Callable:
-        _BENCHES[name] = fn
+        _BENCHES.add(name, fn)
         return fn
 
     return deco
@@ -251,17 +285,11 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 
 
 def model_paper(name: str) -> str:
-    _load_papers()
-    if name not in _MODELS:
-        raise unknown("model", name, _MODELS)
-    return _MODELS[name][1]
+    return _MODELS.lookup(name)[1]
 
 
 def get_attention(name: str) -> type:
-    _load_papers()
-    if name not in _ATTENTIONS:
-        raise unknown("attention", name, _ATTENTIONS)
-    return _ATTENTIONS[name]
+    return _ATTENTIONS.lookup(name)
 
 
 def list_attentions() -> list[str]:
@@ -270,10 +298,7 @@ def list_attentions() -> list[str]:
 
 
 def get_bench(name: str) -> Callable:
-    _load_papers()
-    if name not in _BENCHES:
-        raise unknown("benchmark", name, _BENCHES)
-    return _BENCHES[name]
+    return _BENCHES.lookup(name)
 
 
 def list_benches() -> list[str]:

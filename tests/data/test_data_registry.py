@@ -23,6 +23,7 @@ from archzoo.data import (
     search_dirs,
 )
 from archzoo.data import registry as data_registry
+from archzoo.registry import Table
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -42,8 +43,10 @@ def write_mnist_gz(folder, n_train=12, n_test=5):
 @pytest.fixture
 def table(monkeypatch):
     """The dataset table, restored after the test."""
-    monkeypatch.setattr(data_registry, "_DATASETS", dict(data_registry._DATASETS))
-    return data_registry._DATASETS
+    fresh = Table("dataset")
+    fresh.update(data_registry._DATASETS)
+    monkeypatch.setattr(data_registry, "_DATASETS", fresh)
+    return fresh
 
 
 # --- where files are looked for -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from ..registry import unknown
+from ..registry import table, unknown
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -53,17 +53,14 @@ class FeedForward(MLP):
         super().__init__(dim, int(dim * mlp_ratio), dim, act, dropout)
 
 
-_FEEDFORWARDS: dict[str, Callable[..., nn.Module]] = {}
+_FEEDFORWARDS = table("feed-forward")          # name -> factory (dim, mlp_ratio, dropout) -> nn.Module
 
 
 def register_feedforward(name: str):
     """Decorate a factory or class `(dim, mlp_ratio, dropout) -> nn.Module` for `Transformer(feedforward=name)`."""
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if _FEEDFORWARDS.get(name, factory) is not factory:
-            raise ValueError(f"feed-forward {name!r} is registered twice")
-        _FEEDFORWARDS[name] = factory
-        return factory
+        return _FEEDFORWARDS.add(name, factory)
 
     return deco
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..registry import table
 from .download import DatasetUnavailable, cache_dir, find_dir
 
 DATA_DIR_ENV = "ARCHZOO_DATA_DIR"
@@ -57,7 +58,7 @@ class DatasetInfo:
     source: FileSource | None = None
 
 
-_DATASETS: dict[str, DatasetInfo] = {}
+_DATASETS = table("dataset")                     # name -> DatasetInfo
 
 
 def register_dataset(name: str, loader: Callable, *, kind: str, description: str,
@@ -69,10 +70,7 @@ def register_dataset(name: str, loader: Callable, *, kind: str, description: str
     if not name or not kind or not description:
         raise ValueError(f"register_dataset needs a name, a kind and a description, got {name!r}, {kind!r}, "
                          f"{description!r}")
-    known = _DATASETS.get(name)
-    if known is not None and known.loader is not loader:
-        raise ValueError(f"dataset {name!r} is registered twice")
-    _DATASETS[name] = DatasetInfo(name, loader, kind, description, source)
+    _DATASETS.add(name, DatasetInfo(name, loader, kind, description, source), same=lambda a, b: a.loader is b.loader)
     return loader
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...registry import get_attention, list_attentions, register_bench
+from ...registry import get_attention, list_attentions, register_bench, table
 from .analysis import method_slopes, plot_loglog
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import bench_module
@@ -42,7 +42,7 @@ class AttentionBenchSpec:
     task_kwargs: Callable[[int], dict] | None = None
 
 
-_SPECS: dict[str, AttentionBenchSpec] = {}
+_SPECS = table("attention benchmark")          # attention name -> AttentionBenchSpec
 
 
 def register_attention_bench(name: str, *, kwargs: Callable[[int], dict] = lambda n: {},

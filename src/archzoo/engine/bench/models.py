@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ...registry import register_bench
+from ...registry import register_bench, table
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import bench_module
 
@@ -27,7 +27,7 @@ def _create(name: str, img_size: int | None) -> nn.Module:
     return create_model(name)
 
 
-_MODEL_REFERENCES: dict[str, tuple[str, Callable[..., nn.Module]]] = {}
+_MODEL_REFERENCES = table("model reference")     # fnmatch pattern -> (reference name, build)
 
 
 def register_model_reference(pattern: str, ref_name: str, build: Callable[..., nn.Module]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...registry import get_paper, list_models, model_paper, register_bench
+from ...registry import get_paper, list_models, model_paper, register_bench, table
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import bench_module
 from .models import LARGE_MODEL_PARAMS, bench_image_model
@@ -32,7 +32,7 @@ class LayerPair:
     make_counterpart: Callable[[int], nn.Module]
 
 
-_LAYER_PAIRS: dict[str, LayerPair] = {}
+_LAYER_PAIRS = table("norm benchmark")             # our layer's name -> LayerPair
 
 
 def register_norm_bench(ours: str, make_ours: Callable[[int], nn.Module], counterpart: str,

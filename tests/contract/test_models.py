@@ -5,15 +5,16 @@ configuration of each preset: batch 2; images of 32 px (at least the preset's `m
 fixed input size, the smallest multiple of its minimum side from 32 px up, e.g. 42 px for 14 px patches) through
 `img_size` where the preset takes it; sequences of 64 tokens over a vocabulary of 64 (`max_len`, `seq_len`,
 `vocab_size`); 10 classes for image classifiers. The size rule: a preset whose small configuration still has more
-than 30M parameters (counted on the meta device) is built on the meta device only, and its forward checks are
-skipped; the presets of the same class below the limit run them.
+than 30M parameters (counted on the meta device) is built on the meta device only and its forward checks are
+skipped: a smaller preset of the same class runs them, or, where none exists (Perceiver, Longformer), the paper's
+own tests build the class small.
 
 Forward checks: the declared output shape and finite values in train and eval mode (a fresh model in eval mode on a
 normal input included), the bad-input battery for images (float64 and float16 are cast; uint8, wrong channels, wrong
 rank and, where the input size is fixed, a wrong size are `ValueError`s; batch 0 gives an empty output; the minimum
 image size is exact), save/load round trip (after a training-mode forward, so that running statistics have moved),
-and the classifier interface. The sequence models' bad inputs (token ids, empty sequences) are tested with the
-attentions.
+and the classifier interface. The sequence models' bad inputs (token ids, empty sequences) are not part of this
+file.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Blocks shared by three or more papers: shape checks, the attention protocol and full attention, the
-Transformer with pluggable attention and feed-forward layers, MLPs, and token, patch and positional embeddings."""
+"""Blocks shared by three or more papers: input checks (shapes, the dtype rule), the classifier interface, the
+attention protocol and full attention, the Transformer with pluggable attention and feed-forward layers, MLPs,
+and token, patch and positional embeddings."""
 
-from .attention import FullAttention, MapSelfAttention, attention_inputs, cast_floating
-from .checks import check_shape
+from .attention import FullAttention, MapSelfAttention, attention_inputs
+from .checks import as_model_dtype, cast_floating, check_image, check_shape
+from .classifier import Classifier, init_head
 from .embeddings import (
     LearnedPositionalEmbedding,
     PatchEmbed,
@@ -15,7 +17,8 @@ from .mlp import MLP, FeedForward, build_feedforward, register_feedforward
 from .sequence import SequenceTransformer, token_accuracy
 from .transformer import Transformer, TransformerBlock
 
-__all__ = ["check_shape", "FullAttention", "MapSelfAttention", "attention_inputs", "cast_floating", "Transformer",
-           "TransformerBlock", "MLP", "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding",
-           "sincos_2d", "PatchEmbed", "TokenEmbedding", "check_token_ids", "build_feedforward", "register_feedforward",
-           "SequenceTransformer", "token_accuracy"]
+__all__ = ["check_shape", "check_image", "as_model_dtype", "cast_floating", "Classifier", "init_head",
+           "FullAttention", "MapSelfAttention", "attention_inputs", "Transformer", "TransformerBlock", "MLP",
+           "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding", "sincos_2d", "PatchEmbed",
+           "TokenEmbedding", "check_token_ids", "build_feedforward", "register_feedforward", "SequenceTransformer",
+           "token_accuracy"]

@@ -30,17 +30,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..registry import register_attention
-from .checks import check_shape
-
-
-def cast_floating(t: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
-    """`t` in `dtype` (a layer's parameter dtype) when it is floating point, so that a float64 or float16 input runs a
-    float32 layer as a float32 input does. Unchanged: None, non-floating tensors, `dtype=None`, and any tensor under
-    autocast, which picks each op's dtype itself."""
-    if (t is None or dtype is None or not t.is_floating_point() or t.dtype == dtype
-            or torch.is_autocast_enabled(t.device.type)):
-        return t
-    return t.to(dtype)
+from .checks import cast_floating, check_shape
 
 
 def attention_inputs(x: Tensor, context: Tensor | None, mask: Tensor | None, causal: bool, dim: int,

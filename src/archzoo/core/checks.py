@@ -60,6 +60,16 @@ def check_shape(x, pattern: str, name: str = "input", dtype: str | torch.dtype |
     return dims
 
 
+def cast_floating(t: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+    """`t` in `dtype` (a layer's parameter dtype) when it is floating point, so that a float64 or float16 input runs a
+    float32 layer as a float32 input does. Unchanged: None, non-floating tensors, `dtype=None`, and any tensor under
+    autocast, which picks each op's dtype itself."""
+    if (t is None or dtype is None or not t.is_floating_point() or t.dtype == dtype
+            or torch.is_autocast_enabled(t.device.type)):
+        return t
+    return t.to(dtype)
+
+
 def as_model_dtype(x: Tensor, module: nn.Module, name: str = "input") -> Tensor:
     """The dtype rule for real-valued inputs: a floating tensor is cast to the dtype of `module`'s parameters
     (float64 or float16 into a float32 model); an integer, bool or complex tensor is a `ValueError`.
@@ -73,7 +83,7 @@ def as_model_dtype(x: Tensor, module: nn.Module, name: str = "input") -> Tensor:
                          f"the model's pretrained_cfg mean and std), got {x.dtype}; convert it first, e.g. "
                          f"x.float() / 255")
     param = next(module.parameters(), None)
-    return x if param is None or x.dtype == param.dtype else x.to(param.dtype)
+    return cast_floating(x, None if param is None else param.dtype)
 
 
 def check_image(x, module: nn.Module, name: str = "input", min_size: int = 1, max_size: int | None = None,

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ..registry import get_attention
-from .attention import FullAttention, cast_floating
-from .checks import check_shape
+from .attention import FullAttention
+from .checks import cast_floating, check_shape
 from .mlp import build_feedforward
 
 

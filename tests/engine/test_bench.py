@@ -76,6 +76,11 @@ def test_write_section_replaces_a_section_in_place_and_keeps_the_others(tmp_path
     assert text.index("<!-- bench:a -->") < text.index("second A") < text.index("<!-- bench:b -->")
 
 
+def image_cfg(input_size: tuple) -> dict:
+    """The pretrained_cfg of a throwaway image-classifier registration."""
+    return dict(input_size=input_size, mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=2, task="image-classification")
+
+
 def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     def tiny(**kw):
         model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
@@ -85,8 +90,9 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     paper = registry.get_paper("alexnet")
     saved = list(paper.models)
     try:
-        registry.register_model("_test_bench_tiny", paper="alexnet")(tiny)
-        registry.register_model("_test_bench_noinput", paper="alexnet")(lambda **kw: nn.Linear(2, 2))
+        registry.register_model("_test_bench_tiny", paper="alexnet", **image_cfg((3, 32, 32)))(tiny)
+        registry.register_model("_test_bench_noinput", paper="alexnet", input_size=(2,), num_classes=2,
+                                task="sequence-classification")(lambda **kw: nn.Linear(2, 2))
         bench._MODEL_REFERENCES["_test_bench_tiny"] = ("tiny twin", lambda name, **kw: tiny())
         args = SimpleNamespace(device="cpu", repeats=2, warmup=1, quick=True, out=tmp_path / "bench.md",
                                pattern="_test_bench_*", batch_size=None, img_size=None)
@@ -100,7 +106,7 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| _test_bench_tiny | 0.006146 | 2x3x32x32 |"))
     assert "| tiny twin |" in row                            # the reference ran beside ours, with a ratio
     assert float(row.strip("|").split("|")[-2]) > 0
-    assert "Skipped:\n- `_test_bench_noinput`: no `default_input_size`" in text
+    assert "Skipped:\n- `_test_bench_noinput`: not an image classifier (sequence-classification)" in text
 
 
 def test_a_large_model_on_cpu_gets_two_timed_steps(monkeypatch):
@@ -120,7 +126,7 @@ def test_a_large_model_on_cpu_runs_without_its_reference(monkeypatch):
     paper = registry.get_paper("alexnet")
     saved = list(paper.models)
     try:
-        registry.register_model("_test_bench_large", paper="alexnet")(tiny)
+        registry.register_model("_test_bench_large", paper="alexnet", **image_cfg((3, 8, 8)))(tiny)
         bench._MODEL_REFERENCES["_test_bench_large"] = ("tiny twin", lambda name, **kw: tiny())
         with_ref = bench.bench_image_model("_test_bench_large", batch_size=2, img_size=None, device="cpu",
                                             repeats=1, warmup=0)

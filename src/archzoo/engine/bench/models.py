@@ -16,15 +16,12 @@ from .measure import bench_module
 
 
 def _create(name: str, img_size: int | None) -> nn.Module:
-    """Build a preset, at `img_size` when it takes one (positional embeddings), else at its default."""
-    from ...registry import create_model
+    """Build a preset, at `img_size` when it takes one (positional embeddings), else at its default (convolutional
+    presets take any size)."""
+    from ...registry import accepted_kwargs, create_model
 
-    if img_size is not None:
-        try:
-            return create_model(name, img_size=img_size)
-        except TypeError:
-            pass                        # resolution-free (convolutional) presets
-    return create_model(name)
+    takes_size = img_size is not None and "img_size" in (accepted_kwargs(name) or ())
+    return create_model(name, **({"img_size": img_size} if takes_size else {}))
 
 
 _MODEL_REFERENCES = table("model reference")     # fnmatch pattern -> (reference name, build)
@@ -69,9 +66,9 @@ def bench_image_model(name: str, *, batch_size: int, img_size: int | None, devic
         model = _create(name, img_size)
     except Exception as e:
         return {"model": name, "note": f"building it failed ({type(e).__name__}: {e})"}
-    shape = getattr(model, "default_input_size", None)
-    if shape is None:
-        return {"model": name, "note": "no `default_input_size` (C, H, W) attribute"}
+    shape = model.pretrained_cfg["input_size"]
+    if model.pretrained_cfg["task"] != "image-classification":
+        return {"model": name, "note": f"not an image classifier ({model.pretrained_cfg['task']})"}
     c, h, w = shape
     h, w = (img_size, img_size) if img_size is not None else (h, w)
     params = sum(p.numel() for p in model.parameters())

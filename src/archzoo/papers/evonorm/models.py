@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ...core.resnet import CifarResNet
 from ...registry import CIFAR10_CFG, register_model
-from ..resnet import CifarResNet
 from .evonorm import EvoNormB0, EvoNormS0
 
 

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ...core.resnet import Bottleneck, CifarResNet, ResNet
 from ...registry import CIFAR10_CFG, IMAGENET_CFG, register_model
-from ..resnet import Bottleneck, CifarResNet, ResNet
 from .lambda_layer import LambdaLayer
 
 

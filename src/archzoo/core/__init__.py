@@ -1,5 +1,6 @@
 """Blocks shared by three or more papers: shape checks, the attention protocol and full attention, the
-Transformer with pluggable attention and feed-forward layers, MLPs, and token, patch and positional embeddings."""
+Transformer with pluggable attention and feed-forward layers, MLPs, token, patch and positional embeddings, and
+ResNet's blocks, stages and networks with pluggable norm, convolution and activation layers."""
 
 from .attention import FullAttention, MapSelfAttention, attention_inputs, cast_floating
 from .checks import check_shape
@@ -12,10 +13,12 @@ from .embeddings import (
     sincos_2d,
 )
 from .mlp import MLP, FeedForward, build_feedforward, register_feedforward
+from .resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, ResNetBase, make_shortcut, make_stage, make_stages
 from .sequence import SequenceTransformer, token_accuracy
 from .transformer import Transformer, TransformerBlock
 
 __all__ = ["check_shape", "FullAttention", "MapSelfAttention", "attention_inputs", "cast_floating", "Transformer",
            "TransformerBlock", "MLP", "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding",
            "sincos_2d", "PatchEmbed", "TokenEmbedding", "check_token_ids", "build_feedforward", "register_feedforward",
-           "SequenceTransformer", "token_accuracy"]
+           "SequenceTransformer", "token_accuracy", "BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ResNetBase",
+           "make_shortcut", "make_stage", "make_stages"]

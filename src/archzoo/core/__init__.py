@@ -1,6 +1,7 @@
 """Blocks shared by three or more papers: input checks (shapes, the dtype rule), the classifier interface, the
 attention protocol and full attention, the Transformer with pluggable attention and feed-forward layers, MLPs,
-and token, patch and positional embeddings."""
+token, patch and positional embeddings, and ResNet's blocks, stages and networks with pluggable norm,
+convolution and activation layers."""
 
 from .attention import FullAttention, MapSelfAttention, attention_inputs
 from .checks import as_model_dtype, cast_floating, check_image, check_shape
@@ -14,6 +15,7 @@ from .embeddings import (
     sincos_2d,
 )
 from .mlp import MLP, FeedForward, build_feedforward, register_feedforward
+from .resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, ResNetBase, make_shortcut, make_stage, make_stages
 from .sequence import SequenceTransformer, token_accuracy
 from .transformer import Transformer, TransformerBlock
 
@@ -21,4 +23,5 @@ __all__ = ["check_shape", "check_image", "as_model_dtype", "cast_floating", "Cla
            "FullAttention", "MapSelfAttention", "attention_inputs", "Transformer", "TransformerBlock", "MLP",
            "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding", "sincos_2d", "PatchEmbed",
            "TokenEmbedding", "check_token_ids", "build_feedforward", "register_feedforward", "SequenceTransformer",
-           "token_accuracy"]
+           "token_accuracy", "BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ResNetBase", "make_shortcut",
+           "make_stage", "make_stages"]

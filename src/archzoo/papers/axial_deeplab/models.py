@@ -22,9 +22,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ...core.resnet import ResNetBase, imagenet_stem, make_shortcut
 from ...registry import IMAGENET_CFG, register_model
-from ..resnet import ResNetBase
-from ..resnet.blocks import make_shortcut
 from .axial_attention import AxialAttention
 
 
@@ -51,6 +50,11 @@ class AxialBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = make_shortcut("B", in_channels, out_channels, stride)   # projection where the shape changes
+
+    @property
+    def last_norm(self) -> nn.Module:
+        """The BN that ends F: `zero_init_residual` starts its gamma at 0, so the block starts as its shortcut."""
+        return self.bn2
 
     def forward(self, x: Tensor) -> Tensor:                                  # (B, C_in, H, W)
         f = self.relu(self.bn1(self.conv_down(x)))                           # (B, C, H, W)
@@ -85,9 +89,7 @@ class AxialResNet(ResNetBase):
         self.default_input_size = (in_chans, img_size, img_size)
         stem_width = int(stem_width * s)
         if stem == "imagenet":
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False),
-                                      nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True),
-                                      nn.MaxPool2d(3, stride=2, padding=1))
+            self.stem = imagenet_stem(in_chans, stem_width)
             size = -(-img_size // 4)
         elif stem == "patch":
             self.stem = nn.Sequential(nn.Conv2d(in_chans, stem_width, patch_size, stride=patch_size, bias=False),
@@ -111,11 +113,7 @@ class AxialResNet(ResNetBase):
                        for _ in range(n - 1)]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)                                 # (B, num_features, H', W')
-        self._finish(in_channels, zero_init_residual=False)
-        if zero_init_residual:                                               # each block starts as its shortcut
-            for m in self.modules():
-                if isinstance(m, AxialBlock):
-                    nn.init.zeros_(m.bn2.weight)
+        self.finish(in_channels, zero_init_residual)                         # each block starts as its shortcut
 
 
 @register_model(paper="axial_deeplab", **IMAGENET_CFG)

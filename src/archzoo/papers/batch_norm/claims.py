@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from ...core.resnet import CifarResNet
 from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import build_optimizer, evaluate
 from ...engine.trainer import Trainer
-from ..resnet import CifarResNet
 from .batch_norm import BatchNorm2d
 from .models import SigmoidMLP
 

@@ -22,9 +22,9 @@ from torch import Tensor, nn
 
 from ...core.checks import check_image
 from ...core.classifier import init_head
+from ...core.resnet import ResNetBase, make_stages
 from ...registry import IMAGENET_CFG, INCEPTION_MEAN, INCEPTION_STD, register_layer, register_model
 from ..group_norm import GroupNorm
-from ..resnet.models import ResNetBase, make_stage
 from ..weight_standardization import WSConv2d
 
 GN_GROUPS = 32      # Sec. 4.3 / Wu & He 2018: GroupNorm with 32 groups
@@ -95,15 +95,11 @@ class ResNetV2(ResNetBase):
             nn.ConstantPad2d(1, 0.0),
             nn.MaxPool2d(3, stride=2),
         )
-        stages, in_channels = [], stem
-        for i, (n, w) in enumerate(zip(layers, widths)):
-            stages.append(make_stage(PreActBottleneck, in_channels, w * width_factor, n, stride=1 if i == 0 else 2,
-                                     num_groups=num_groups))
-            in_channels = w * width_factor * PreActBottleneck.expansion
-        self.stages = nn.Sequential(*stages)                                 # (B, 2048k, H/32, W/32)
-        self.norm = GroupNorm(num_groups, in_channels)                       # the pre-head GN + ReLU
+        self.stages, num_features = make_stages(PreActBottleneck, stem, [w * width_factor for w in widths], layers,
+                                                num_groups=num_groups)       # (B, 2048k, H/32, W/32)
+        self.norm = GroupNorm(num_groups, num_features)                      # the pre-head GN + ReLU
         self.relu = nn.ReLU()
-        self._finish(in_channels, zero_init_residual=False)
+        self.finish(num_features, zero_init_residual=False)
 
     def new_head(self, num_classes: int) -> nn.Module:
         """A head with `num_classes` outputs, all zeros, at construction and for every BiT transfer (Sec. 3.3)."""

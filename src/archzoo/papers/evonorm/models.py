@@ -1,7 +1,7 @@
 """CIFAR ResNets whose every BN-ReLU is one normalization-activation layer (Liu et al. 2020, Sec. 5).
 
 The paper replaces every BN-ReLU of its networks by the EvoNorm under test, a single layer that both normalizes
-and activates. We build on the CIFAR ResNet of `archzoo.papers.resnet` with `norm_layer=` the layer and
+and activates. We build on the CIFAR ResNet of `archzoo.core.resnet` with `norm_layer=` the layer and
 `act_layer=nn.Identity`, so each residual branch is (conv -> layer) x 2 and the block adds its shortcut with no
 ReLU after it. The original post-activation block has a BN without ReLU at the end of the branch and a ReLU after
 the addition; here that BN also becomes a full normalization-activation layer and the ReLU goes, which puts one
@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ...core.resnet import CifarResNet
 from ...registry import CIFAR10_CFG, register_model
-from ..resnet import CifarResNet
 from .evonorm import EvoNormB0, EvoNormS0
 
 

@@ -17,8 +17,8 @@ from dataclasses import replace
 import numpy as np
 from torch.utils.data import TensorDataset
 
+from ...core.resnet import CifarResNet
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
-from ..resnet import CifarResNet
 from .models import cifar_resnet_gn
 
 NORMS = ("bn", "gn")

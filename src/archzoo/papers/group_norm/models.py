@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from functools import partial
 
+from ...core.resnet import CifarResNet
 from ...registry import CIFAR10_CFG, register_model
-from ..resnet import CifarResNet
 from .group_norm import group_norm
 
 

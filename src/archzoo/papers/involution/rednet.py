@@ -1,6 +1,6 @@
 """RedNet: ResNet with involution (Li et al. 2021, arXiv:2103.06255, Sec. 4.1, Table 2).
 
-RedNet takes the ResNet bottleneck (`archzoo.papers.resnet.Bottleneck`) and replaces its 3x3 convolution by a
+RedNet takes the ResNet bottleneck (`archzoo.core.resnet.Bottleneck`) and replaces its 3x3 convolution by a
 7x7 involution (16 channels per group, reduction 4), keeping the 1x1 convolutions that mix channels. The stem's
 7x7 convolution becomes a 3x3/2 convolution (32 channels), a 3x3 involution and a 3x3 convolution (64 channels),
 each followed by BN and ReLU, then the usual 3x3/2 max pooling. Stages and widths are ResNet's (Table 1 of He et
@@ -17,10 +17,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ...core.resnet import Bottleneck, ResNetBase, cifar_stem, conv3x3, make_stages
 from ...registry import IMAGENET_CFG, register_model
-from ..resnet import Bottleneck, ResNetBase
-from ..resnet.blocks import conv3x3
-from ..resnet.models import make_stage
 from .involution import Involution
 
 
@@ -57,8 +55,6 @@ class RedNet(ResNetBase):
                  widths: Sequence[int] = (64, 128, 256, 512), kernel_size: int = 7, group_channels: int = 16,
                  reduction: int = 4, zero_init_residual: bool = True):
         super().__init__(num_classes, in_chans)
-        if len(layers) != len(widths):
-            raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
         self.default_input_size = (in_chans, 224, 224)
         half = widths[0] // 2
         self.stem = nn.Sequential(                                           # (B, 64, H/4, W/4)
@@ -70,12 +66,9 @@ class RedNet(ResNetBase):
             nn.MaxPool2d(3, stride=2, padding=1),
         )
         block_kw = dict(kernel_size=kernel_size, group_channels=group_channels, reduction=reduction)
-        stages, in_channels = [], widths[0]
-        for i, (n, w) in enumerate(zip(layers, widths)):
-            stages.append(make_stage(RedNetBottleneck, in_channels, w, n, stride=1 if i == 0 else 2, **block_kw))
-            in_channels = w * RedNetBottleneck.expansion
-        self.stages = nn.Sequential(*stages)                                 # (B, 2048, H/32, W/32)
-        self._finish(in_channels, zero_init_residual)
+        self.stages, num_features = make_stages(RedNetBottleneck, widths[0], widths, layers,
+                                                **block_kw)                  # (B, 2048, H/32, W/32)
+        self.finish(num_features, zero_init_residual)
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m.bias is not None:
                 nn.init.zeros_(m.bias)                                        # mmcv's kaiming_init: bias 0
@@ -100,18 +93,15 @@ class CifarRedNet(ResNetBase):
             raise ValueError(f"depth must be 9n+2 with n >= 1 (11, 20, 29, ...), got {depth}")
         n = (depth - 2) // 9
         self.depth, self.default_input_size = depth, (in_chans, 32, 32)
-        self.stem = nn.Sequential(conv3x3(in_chans, width, stem_stride), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = cifar_stem(in_chans, width, stem_stride)
         if involution:
             block, block_kw = RedNetBottleneck, dict(kernel_size=kernel_size, group_channels=group_channels,
                                                      reduction=reduction)
         else:
             block, block_kw = Bottleneck, {}
-        stages, in_channels = [], width
-        for i, w in enumerate((width, 2 * width, 4 * width)):
-            stages.append(make_stage(block, in_channels, w, n, stride=1 if i == 0 else 2, **block_kw))
-            in_channels = w * block.expansion
-        self.stages = nn.Sequential(*stages)                                 # (B, 16 width, H/4, W/4)
-        self._finish(in_channels, zero_init_residual=False)
+        self.stages, num_features = make_stages(block, width, (width, 2 * width, 4 * width), (n, n, n),
+                                                **block_kw)                  # (B, 16 width, H/4, W/4)
+        self.finish(num_features, zero_init_residual=False)
 
 
 # ----------------------------------------------------------------------------- ImageNet presets (Table 2)

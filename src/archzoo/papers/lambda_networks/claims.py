@@ -15,9 +15,9 @@ import math
 import torch
 
 from ...core.attention import MapSelfAttention
+from ...core.resnet import CifarResNet
 from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
-from ..resnet import CifarResNet
 from .lambda_layer import LambdaLayer
 from .models import LambdaCifarResNet
 

@@ -2,7 +2,7 @@
 
 A LambdaResNet is a ResNet whose bottleneck blocks have their 3x3 convolution replaced by a lambda layer
 (lambda convolution, |k| = 16, |h| = 4, r = 23 at 224x224); where the block downsamples, a 3x3 average pooling
-with stride 2 follows the lambda layer (App. D). Everything else is `archzoo.papers.resnet.ResNet` (option B
+with stride 2 follows the lambda layer (App. D). Everything else is `archzoo.core.resnet.ResNet` (option B
 shortcuts, BN after the lambda layer as after the convolution).
 
 Presets:
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ...core.resnet import Bottleneck, CifarResNet, ResNet
 from ...registry import CIFAR10_CFG, IMAGENET_CFG, register_model
-from ..resnet import Bottleneck, CifarResNet, ResNet
 from .lambda_layer import LambdaLayer
 
 

@@ -36,7 +36,7 @@ def _he_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int 
 class BNPreActBottleneck(nn.Module):
     """The BN-ReLU pre-activation bottleneck (He et al. 2016, arXiv:1603.05027), the reference of 2101.08692 Fig. 1:
     h' = h + conv1x1(relu(BN(conv3x3(relu(BN(conv1x1(relu(BN(h))))))))); a transition's shortcut is a strided 1x1
-    convolution of relu(BN(h)). archzoo.papers.resnet has only the original post-activation blocks (ReLU after the
+    convolution of relu(BN(h)). archzoo.core.resnet has only the original post-activation blocks (ReLU after the
     addition), whose residual stream is not the pure sum of branches that the signal propagation plot follows."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, bottleneck_ratio: float = 0.25):

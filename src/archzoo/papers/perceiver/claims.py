@@ -20,11 +20,11 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import TensorDataset
 
+from ...core.resnet import CifarResNet
 from ...core.transformer import Transformer
 from ...data import first
 from ...engine.bench import bench_module, method_slopes, plot_cost_panels
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
-from ..resnet import CifarResNet
 from .fourier import fourier_features
 from .modalities import SERIES_CLASSES, SHAPES, point_clouds, series
 from .perceiver import Perceiver

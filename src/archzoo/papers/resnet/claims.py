@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...core.resnet import CifarResNet
 from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import evaluate
-from .models import CifarResNet
 
 NETS = {"plain_shallow": ("shallow", False), "plain_deep": ("deep", False),
         "res_shallow": ("shallow", True), "res_deep": ("deep", True)}      # name -> (depth, residual)

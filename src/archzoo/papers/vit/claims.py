@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from ...core.resnet import CifarResNet
 from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
-from ..resnet import CifarResNet
 from .attention import mean_attention_distance
 from .models import VisionTransformer
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...core.resnet import CifarResNet
 from ...data import first
 from ...engine.claims import ClaimResult, claim, mean_over_seeds
 from ...engine.train import evaluate
 from ..group_norm.models import cifar_resnet_gn
-from ..resnet import CifarResNet
 from .models import cifar_resnet_gn_ws
 
 ARMS = {"bn": "large", "gn": "micro", "gn_ws": "micro"}           # arm -> which batch size it trains with

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from functools import partial
 
+from ...core.resnet import CifarResNet
 from ...registry import CIFAR10_CFG, register_model
 from ..group_norm.models import cifar_resnet_gn
-from ..resnet import CifarResNet
 from .batch_channel_norm import BatchChannelNorm
 from .weight_standardization import WSConv2d
 

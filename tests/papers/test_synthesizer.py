@@ -291,5 +291,10 @@ def test_quick_mixture_claim_passed_follows_its_criterion(quick_claim):
     acc, margin = record["metrics"]["accuracy"], record["metrics"]["margin"]
     for task in ("copy", "listops"):
         assert margin[task] == pytest.approx(acc[task]["random+vanilla"] - acc[task]["vanilla"])
-    assert record["passed"] == all(m >= -3.0 for m in margin.values())
+    assert record["metrics"]["vanilla_learned_copy"] == (acc["copy"]["vanilla"] >= 90.0)
+    assert record["passed"] == (record["metrics"]["vanilla_learned_copy"] and all(m >= -3.0 for m in margin.values()))
+    for task, lrs in record["metrics"]["lr"].items():               # each model's lr is its best on validation
+        for method, lr in lrs.items():
+            val = record["metrics"]["lr_sweep_val_accuracy"][task][method]
+            assert val[str(lr)] == max(val.values())
     assert all(0.0 < a < 1.0 for alphas in record["metrics"]["alpha_random_seed0"].values() for a in alphas)

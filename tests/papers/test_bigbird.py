@@ -13,10 +13,13 @@ import archzoo
 from archzoo.core import FullAttention, Transformer
 from archzoo.papers.bigbird import (
     BigBirdAttention,
+    PatternAttention,
     attention_graph,
     bench_kwargs,
     block_layout,
+    dependency_norms,
     path_lengths,
+    predicted_reach,
     random_block_plan,
     token_adjacency,
 )
@@ -218,6 +221,51 @@ def test_token_graph_has_the_path_lengths_of_its_block_graph():
     assert t["mean_path"] == pytest.approx(expected)
 
 
+def test_pattern_attention_under_the_bigbird_graph_equals_bigbird_attention():
+    attn = bigbird(4, 2)
+    twin = PatternAttention(DIM, heads=2, dim_head=8, pattern="BigBird", block_size=4, num_random_blocks=2,
+                            seed=0).double()
+    twin.load_state_dict(attn.state_dict())
+    x = torch.randn(2, 40, DIM, dtype=torch.float64)
+    torch.testing.assert_close(twin(x), attn(x), rtol=1e-10, atol=1e-12)
+
+
+def stack(attention, depth=3, **kw):
+    torch.manual_seed(0)
+    return Transformer(DIM, depth, heads=2, dim_head=8, attention=attention, attention_kwargs=kw).double()
+
+
+@pytest.mark.parametrize("attention, kw", [(BigBirdAttention, {}), (PatternAttention, dict(pattern="R+W")),
+                                           (PatternAttention, dict(pattern="W"))])
+def test_jacobian_dependencies_of_a_layer_stack_follow_its_composed_attention_graphs(attention, kw):
+    nb, bs = 10, 2
+    model = stack(attention, block_size=bs, **kw)
+    rows = torch.arange(nb * bs)
+    measured = dependency_norms(model.blocks, torch.randn(1, nb * bs, DIM, dtype=torch.float64), rows) > 0
+    reach = predicted_reach([block.attn.block_adjacency(nb) for block in model.blocks])     # (L, nb, nb)
+    assert torch.equal(measured, repeat(reach, "l i j -> l (i s) (j t)", s=bs, t=bs))
+
+
+def test_a_window_only_stack_reaches_one_more_block_per_layer():
+    nb, bs = 12, 2
+    model = stack(PatternAttention, depth=4, block_size=bs, pattern="W")
+    rows = torch.arange(nb) * bs
+    measured = dependency_norms(model.blocks, torch.randn(1, nb * bs, DIM, dtype=torch.float64), rows) > 0
+    gap = (torch.arange(nb)[:, None] - torch.arange(nb * bs)[None] // bs).abs()     # (nb, N) block distance
+    for depth in range(4):
+        assert torch.equal(measured[depth], gap <= depth + 1)
+
+
+def test_pattern_attention_refuses_masks_and_ragged_lengths():
+    attn = PatternAttention(DIM, heads=2, dim_head=8, block_size=4)
+    with pytest.raises(ValueError, match="multiple of block_size"):
+        attn(torch.randn(1, 10, DIM))
+    with pytest.raises(ValueError, match="mask"):
+        attn(torch.randn(1, 8, DIM), mask=torch.ones(1, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="pattern"):
+        PatternAttention(DIM, pattern="G")
+
+
 # ----------------------------------------------------------------------------- presets, bench and claims
 
 
@@ -243,9 +291,12 @@ def test_training_loss_falls_on_a_fixed_batch(fixed_batch_losses):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_quick_graph_diameter_claim_finds_diameter_two(quick_claim):
+def test_quick_graph_diameter_claim_measures_two_layer_reach_for_bigbird_only(quick_claim):
     record = quick_claim("bigbird", "graph_diameter")                    # run once (tests/test_claims_quick.py)
-    assert all(d == 2.0 for d in record["metrics"]["mean"]["BigBird"]["diameter"].values())
+    metrics = record["metrics"]
+    assert metrics["checks"]["layers realize their graphs"]
+    assert all(f[1] == 1.0 for f in metrics["reached_fraction"]["BigBird"].values())
+    assert all(f[1] < 1.0 for f in metrics["reached_fraction"]["W"].values())
 
 
 # ----------------------------------------------------------------------------- the transformers reference

@@ -11,9 +11,11 @@ from archzoo.data import load_dataset
 from archzoo.papers.linformer import (
     LinformerAttention,
     SequenceProjection,
+    attention_entropy,
     context_mapping_matrices,
     linformer_kwargs,
     normalized_cumulative_singular_values,
+    shuffle_rows,
     spectrum_energy,
 )
 
@@ -183,6 +185,23 @@ def test_normalised_cumulative_singular_values_follow_the_definition():
     torch.testing.assert_close(spectrum_energy(low_rank[0])[1], (s[:2] ** 2).sum() / (s ** 2).sum())
 
 
+def test_attention_entropy_is_one_for_uniform_rows_and_zero_for_one_hot_rows():
+    n = 16
+    torch.testing.assert_close(attention_entropy(torch.full((2, n, n), 1 / n, dtype=torch.float64)),
+                               torch.ones(2, dtype=torch.float64))
+    assert float(attention_entropy(torch.eye(n, dtype=torch.float64))) == 0.0
+
+
+def test_shuffled_rows_keep_each_rows_weights_and_break_shared_structure():
+    n = 32
+    P = torch.full((n, n), 0.5 / (n - 1), dtype=torch.float64)
+    P[:, 0] = 0.5                                      # every query attends half to key 0: rank 2, shared column
+    Ps = shuffle_rows(P, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(Ps.sort(-1).values, P.sort(-1).values)           # same weights in every row
+    assert normalized_cumulative_singular_values(P)[1] > 0.999
+    assert normalized_cumulative_singular_values(Ps)[1] < 0.8                    # the shared column is gone
+
+
 def test_context_mapping_matrices_reproduce_the_attention_output():
     torch.manual_seed(0)
     model = Transformer(DIM, 2, HEADS, DIM_HEAD).double()
@@ -256,3 +275,9 @@ def test_equals_lucidrains_linformer_with_copied_weights(share_kv, n):
             ours.F.weight.copy_(ref.proj_v.T)
     x = randn(2, n, DIM)
     torch.testing.assert_close(ours(x), ref(x))
+
+
+def test_quick_low_rank_claim_finds_no_learned_head_at_initialisation(quick_claim):
+    record = quick_claim("linformer", "low_rank_attention")             # run once (tests/test_claims_quick.py)
+    assert record["metrics"]["learned_heads"]["init"]["learned_heads_per_seed"] == [0]   # uniform rows: entropy ~1
+    assert not record["passed"]                                          # 4 steps: nothing learned, nothing to judge

@@ -8,8 +8,9 @@ sequence preset `bigbird_small`; the benchmark entry against transformers' BigBi
 from . import attention, bench, claims, graph, models  # noqa: F401  (registers the attention, bench, preset, claims)
 from .attention import BigBirdAttention, block_adjacency, block_layout, random_block_plan
 from .bench import HFBigBirdSelfAttention, bench_kwargs
-from .graph import attention_graph, path_lengths, token_adjacency
+from .graph import PatternAttention, attention_graph, dependency_norms, path_lengths, predicted_reach, token_adjacency
 from .models import bigbird_small
 
-__all__ = ["BigBirdAttention", "HFBigBirdSelfAttention", "attention_graph", "bench_kwargs", "bigbird_small",
-           "block_adjacency", "block_layout", "path_lengths", "random_block_plan", "token_adjacency"]
+__all__ = ["BigBirdAttention", "HFBigBirdSelfAttention", "PatternAttention", "attention_graph", "bench_kwargs",
+           "bigbird_small", "block_adjacency", "block_layout", "dependency_norms", "path_lengths", "predicted_reach",
+           "random_block_plan", "token_adjacency"]

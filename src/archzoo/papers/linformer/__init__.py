@@ -9,7 +9,14 @@ from . import attention, bench, claims, models, projection, spectrum  # noqa: F4
 from .attention import SHARING, LinformerAttention
 from .models import linformer_kwargs, linformer_model
 from .projection import SequenceProjection
-from .spectrum import context_mapping_matrices, normalized_cumulative_singular_values, spectrum_energy
+from .spectrum import (
+    attention_entropy,
+    context_mapping_matrices,
+    normalized_cumulative_singular_values,
+    shuffle_rows,
+    spectrum_energy,
+)
 
 __all__ = ["LinformerAttention", "SequenceProjection", "SHARING", "linformer_kwargs", "linformer_model",
-           "context_mapping_matrices", "normalized_cumulative_singular_values", "spectrum_energy"]
+           "attention_entropy", "context_mapping_matrices", "normalized_cumulative_singular_values", "shuffle_rows",
+           "spectrum_energy"]

@@ -10,6 +10,8 @@ rank-k approximation (Theorem 1) without losing much.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
@@ -31,6 +33,23 @@ def spectrum_energy(P: Tensor) -> Tensor:
     check_shape(P, "... N M", name="P")
     energy = torch.linalg.svdvals(P.double()) ** 2
     return energy.cumsum(-1) / energy.sum(-1, keepdim=True)
+
+
+def attention_entropy(P: Tensor) -> Tensor:
+    """Mean entropy of the rows of each P (..., n, n), divided by log n: (...). 1 for uniform attention (every row
+    1/n, as at initialisation), 0 when every query attends to one key: how much a head has learned to select."""
+    n = check_shape(P, "... N M", name="P")["M"]
+    entropy = -(P * P.clamp_min(torch.finfo(P.dtype).tiny).log()).sum(-1)      # (..., n)
+    return entropy.mean(-1) / math.log(n)
+
+
+def shuffle_rows(P: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """P (..., n, n) with the entries of every row permuted at random: each query keeps its attention weights (the
+    same sharpness and entropy), but nothing is shared between rows. The control of the low-rank claim: a spectrum
+    is long-tailed because of P's structure only if it is more so than that of its row-shuffled twin."""
+    check_shape(P, "... N M", name="P")
+    order = torch.rand(P.shape, generator=generator).argsort(-1)
+    return P.gather(-1, order.to(P.device))
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from archzoo.papers.synthesizer import (
     RandomSynthesizer,
     SynthesizerAttention,
 )
+from archzoo.papers.synthesizer.claims import task_data
 from archzoo.papers.synthesizer.synthesizers import default_factors
 
 VARIANTS = ("dense", "random", "factorized_dense", "factorized_random", "vanilla", "random+vanilla",
@@ -279,11 +280,36 @@ def test_fixed_random_preset_keeps_r_in_the_checkpoint(tmp_path):
                                model.transformer.blocks[0].attn.synthesizers["random"].R)
 
 
+def test_associative_recall_is_scored_at_the_query_only():
+    from archzoo.data import IGNORE_INDEX, load_dataset
+
+    task = task_data("associative_recall", length=9, n_train=5, n_test=3)
+    plain = load_dataset("associative_recall", length=9, n_train=5, n_test=3)
+    assert task.per_token and task.num_classes == plain.num_classes
+    for split, ref in ((task.train, plain.train), (task.test, plain.test)):
+        (x, y), (x_ref, y_ref) = split.tensors, ref.tensors
+        torch.testing.assert_close(x, x_ref)
+        torch.testing.assert_close(y[:, -1], y_ref)                      # the query's value, at the query
+        assert (y[:, :-1] == IGNORE_INDEX).all()
+    copy = task_data("copy", length=9, n_train=5, n_test=3)
+    torch.testing.assert_close(copy.test.tensors, load_dataset("copy", length=9, n_train=5, n_test=3).test.tensors)
+
+
 def test_quick_random_alignment_claim_passed_follows_its_criterion(quick_claim):
     record = quick_claim("synthesizer", "random_alignment_learns")       # run once (tests/test_claims_quick.py)
-    acc = record["metrics"]["accuracy"]
-    assert set(acc["copy"]) == {"random", "vanilla"}
-    assert record["passed"] == (acc["copy"]["random"] >= 50.0 and acc["duplication"]["random"] >= 50.0)
+    m = record["metrics"]
+    acc, gain, chance = m["accuracy"], m["gain_over_chance"], m["chance"]["associative_recall"]
+    assert set(acc) == {"vanilla", "random", "fixed_random"}
+    for method, a in acc.items():
+        assert gain[method] == pytest.approx(a - chance)
+        assert len(m["accuracy_per_seed"]["associative_recall"][method]) == record["config"]["seeds"]
+    assert m["vanilla_learned"] == (acc["vanilla"] >= 90.0)
+    assert m["random_competitive"] == (gain["random"] >= 0.8 * gain["vanilla"])
+    assert m["control_falls_short"] == (gain["fixed_random"] < gain["random"])
+    assert record["passed"] == (m["vanilla_learned"] and m["random_competitive"] and m["control_falls_short"])
+    for method, lr in m["lr"]["associative_recall"].items():             # each model's lr is its best on validation
+        val = m["lr_sweep_val_accuracy"]["associative_recall"][method]
+        assert val[str(lr)] == max(val.values())
 
 
 def test_quick_mixture_claim_passed_follows_its_criterion(quick_claim):

@@ -151,8 +151,6 @@ def plot_accuracy(ax, accuracy: dict, chance_level: dict, title: str) -> None:
                "chance >= 80% of Vanilla's, and Fixed Random's gain < Random's (the control)"),
     quick=dict(length=16, n_train=64, n_val=16, n_test=16, steps=3, batch_size=8, lrs=(3e-3, 1e-2), dim=16, depth=1,
                heads=2, positional="sinusoidal", seeds=1),
-    demo=dict(length=64, n_train=8000, n_val=500, n_test=1000, steps=400, batch_size=32, lrs=(3e-3,), dim=64,
-              depth=2, heads=4, positional="sinusoidal", seeds=1),
     full=dict(length=64, n_train=8000, n_val=500, n_test=1000, steps=400, batch_size=32, lrs=(1e-3, 3e-3, 1e-2),
               dim=64, depth=2, heads=4, positional="sinusoidal", seeds=3),
 )

@@ -42,6 +42,23 @@ def test_bench_module_gives_positive_medians_per_size_and_a_ratio_to_the_referen
     assert "| ours | 2 |" in format_table(rows, ["method", "size", "time_ms", "ratio"])
 
 
+def test_timed_steps_alternate_between_ours_and_the_reference():
+    calls = []
+
+    class Recorder(nn.Linear):
+        def __init__(self, tag):
+            super().__init__(4, 4)
+            self.tag = tag
+
+        def forward(self, x):
+            calls.append(self.tag)
+            return super().forward(x)
+
+    bench_module(lambda n: Recorder("ours"), lambda n: torch.randn(2, 4), [1], repeats=3, warmup=2,
+                 reference=lambda n: Recorder("ref"))
+    assert calls == ["ours"] * 2 + ["ref"] * 2 + ["ours", "ref"] * 3 + ["ours", "ref"]   # warm-up, timed, memory
+
+
 def test_peak_memory_of_an_n_by_n_buffer_grows_quadratically():
     sizes = [64, 128, 256, 512]
     rows = bench_module(lambda n: SquareBuffer(), lambda n: torch.randn(n), sizes, repeats=1, warmup=0)

@@ -25,7 +25,7 @@ from ...core.classifier import init_head
 from ...registry import IMAGENET_CFG, INCEPTION_MEAN, INCEPTION_STD, register_layer, register_model
 from ..group_norm import GroupNorm
 from ..resnet.models import ResNetBase, make_stage
-from ..weight_standardization import WSConv2d
+from .std_conv import StdConv2d
 
 GN_GROUPS = 32      # Sec. 4.3 / Wu & He 2018: GroupNorm with 32 groups
 
@@ -49,14 +49,14 @@ class PreActBottleneck(nn.Module):
         super().__init__()
         out_channels = channels * self.expansion
         self.norm1 = GroupNorm(num_groups, in_channels)
-        self.conv1 = WSConv2d(in_channels, channels, 1, bias=False)                      # reduce
+        self.conv1 = StdConv2d(in_channels, channels, 1, bias=False)                     # reduce
         self.norm2 = GroupNorm(num_groups, channels)
-        self.conv2 = WSConv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = StdConv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
         self.norm3 = GroupNorm(num_groups, channels)
-        self.conv3 = WSConv2d(channels, out_channels, 1, bias=False)                     # restore
+        self.conv3 = StdConv2d(channels, out_channels, 1, bias=False)                    # restore
         self.relu = nn.ReLU()
         needs_projection = stride != 1 or in_channels != out_channels
-        self.shortcut = WSConv2d(in_channels, out_channels, 1, stride=stride, bias=False) if needs_projection else None
+        self.shortcut = StdConv2d(in_channels, out_channels, 1, stride=stride, bias=False) if needs_projection else None
 
     def forward(self, x: Tensor) -> Tensor:                                  # (B, C_in, H, W)
         pre = self.relu(self.norm1(x))                                       # pre-activation, (B, C_in, H, W)
@@ -91,7 +91,7 @@ class ResNetV2(ResNetBase):
         self.default_input_size = (in_chans, 224, 224)
         stem = stem_width * width_factor
         self.stem = nn.Sequential(                                           # the root, (B, 64k, H/4, W/4)
-            WSConv2d(in_chans, stem, 7, stride=2, padding=3, bias=False),
+            StdConv2d(in_chans, stem, 7, stride=2, padding=3, bias=False),
             nn.ConstantPad2d(1, 0.0),
             nn.MaxPool2d(3, stride=2),
         )

@@ -5,7 +5,7 @@ Blocks (`BasicBlock`, `Bottleneck`, option A `ZeroPadShortcut`, option B `projec
 resnet110, plain18/34 and plain20 ... plain110, and the degradation claim. See README.md beside this file.
 """
 
-from . import claims  # noqa: F401  (registers the claim)
+from . import claims, reference  # noqa: F401  (registers the claim and the benchmark reference)
 from .blocks import BasicBlock, Bottleneck, ZeroPadShortcut, make_shortcut, projection_shortcut
 from .models import CifarResNet, ResNet, ResNetBase
 

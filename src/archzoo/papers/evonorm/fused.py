@@ -2,11 +2,13 @@ r"""EvoNorm-B0 and EvoNorm-S0 as single autograd functions: the fast path of the
 
 Autograd through the written-out formulas records a dozen elementwise ops and PyTorch's variance kernel, which
 is slow on a CPU, and the layers ran 5-11x slower than the BN + ReLU and GN + SiLU pairs they replace. Here each
-layer is one `torch.autograd.Function`: the forward computes the same function in a few in-place passes, with
-the statistics as two-pass moments (the mean, then the mean of squared deviations), and the backward is the
-gradient derived below, by hand. The tests check both against the written-out layers (outputs, every gradient,
-running statistics; float64; training and eval) and with gradcheck. A second derivative (`create_graph=True`, as
-`worst_case_grad_norm` takes) differentiates the written-out formula, recomputed from the saved inputs.
+layer is one `torch.autograd.Function`: the forward computes the same function in a few in-place passes (S0 takes
+its group statistics from GroupNorm's kernel, `torch.native_group_norm`; B0 its instance statistics as two-pass
+moments, the mean and then the mean of squared deviations), and the backward is the gradient derived below, by
+hand, with as few full-size temporaries as it takes (on a CPU these layers are bound by memory traffic). The tests
+check both against the written-out layers (outputs, every gradient, running statistics; float64; training and
+eval) and with gradcheck. A second derivative (`create_graph=True`, as `worst_case_grad_norm` takes)
+differentiates the written-out formula, recomputed from the saved inputs.
 
 Notation: x is (B, C, H, W), g = dL/dy, sums run over the axes that the left-hand side does not keep.
 
@@ -69,13 +71,14 @@ class EvoNormS0Function(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, v1: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float) -> Tensor:
         b, c = x.shape[:2]
-        mean, var, out = centered_moments(x.reshape(b, groups, -1), -1)           # mu_{bg}, s^2, (B, G, 1)
-        rstd = (var + eps).rsqrt_()                                               # r, (B, G, 1)
+        # GroupNorm's kernel gives mu_{bg} and r = (s^2_{w,h,c/g} + eps)^{-1/2}, (B, G); its output is our buffer
+        out, mean, rstd = torch.native_group_norm(x, None, None, b, c, x[0, 0].numel(), groups, eps)
+        mean, rstd = mean.unsqueeze(-1), rstd.unsqueeze(-1)                       # (B, G, 1)
         sig = (x * channel(v1)).sigmoid_()                                        # sigma(v_1 x)
         ctx.save_for_backward(x, v1, weight, bias, sig, mean, rstd)
         ctx.groups, ctx.eps = groups, eps
-        out = torch.mul(x, sig, out=out.view_as(x))                               # n = x sigma(v_1 x)
-        return out.mul_(per_group(rstd, c) * channel(weight)).add_(channel(bias))
+        torch.mul(x, sig, out=out)                                                # n = x sigma(v_1 x)
+        return out.mul_(per_group(rstd, c) * channel(weight)).add_(channel(bias))  # n r gamma + beta
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -87,15 +90,14 @@ class EvoNormS0Function(torch.autograd.Function):
         b, c = x.shape[:2]
         r = per_group(rstd, c)                                                    # (B, C, 1, 1)
         scale = r * channel(weight)                                               # r gamma, (B, C, 1, 1)
-        gn = (grad * x).mul_(sig)                                                 # g n
-        gn_sum = gn.sum((2, 3))                                                   # (B, C)
-        d_weight = (gn_sum * r.view(b, c)).sum(0)
-        d_rstd = (gn_sum * weight).view(b, ctx.groups, -1).sum(-1, keepdim=True)  # dL/dr, (B, G, 1)
-        s = gn.mul_(scale)
-        s.addcmul_(s, sig, value=-1.0)                                            # g r gamma x sigma (1 - sigma)
+        w = (grad * x).mul_(sig)                                                  # g n
+        gn = w.sum((2, 3))                                                        # sum_{h,w} g n, (B, C)
+        d_weight = (gn * r.view(b, c)).sum(0)
+        d_rstd = (gn * weight).view(b, ctx.groups, -1).sum(-1, keepdim=True)      # dL/dr, (B, G, 1)
+        w.addcmul_(w, sig, value=-1.0)                                            # g x sigma (1 - sigma)
         k = per_group(-d_rstd * rstd.pow(3) / (x[0].numel() // ctx.groups), c)    # dL/dr dr/dx = k (x - mu_{bg})
-        d_x = (grad * scale).mul_(sig).addcmul_(s, channel(v1)).addcmul_(x, k).sub_(k * per_group(mean, c))
-        d_v1 = s.mul_(x).sum((0, 2, 3))                                           # sum g r gamma x^2 sigma (1 - sigma)
+        d_x = (grad * sig).addcmul_(w, channel(v1)).mul_(scale).addcmul_(x, k).sub_(k * per_group(mean, c))
+        d_v1 = (w.mul_(x).sum((2, 3)) * scale.view(b, c)).sum(0)                  # sum g r gamma x^2 sigma (1 - sigma)
         return d_x, d_v1, d_weight, grad.sum((0, 2, 3)), None, None
 
 

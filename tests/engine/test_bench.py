@@ -82,6 +82,12 @@ def test_plot_loglog_saves_a_png_and_skips_failed_sizes(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_model_pattern_may_join_several_fnmatch_patterns_with_a_bar():
+    assert bench.matching_models("resnet50|bit_r50x1") == ["bit_r50x1", "resnet50"]
+    assert bench.matching_models("resnet1?") == ["resnet18"]
+    assert bench.matching_models(None) == registry.list_models()
+
+
 def test_write_section_replaces_a_section_in_place_and_keeps_the_others(tmp_path):
     path = tmp_path / "docs" / "benchmarks.md"
     write_section(path, "a", "first A")

@@ -39,6 +39,13 @@ def register_model_reference(pattern: str, ref_name: str, build: Callable[..., n
     _MODEL_REFERENCES[pattern] = (ref_name, build)
 
 
+def matching_models(pattern: str | None) -> list[str]:
+    """The presets matching `pattern`: fnmatch patterns separated by `|` ("resnet50|bit_r50x1"); None is all."""
+    from ...registry import list_models
+
+    return sorted({name for p in (pattern or "*").split("|") for name in list_models(p.strip())})
+
+
 def preset_on_meta(name: str, **overrides) -> nn.Module:
     """Our preset `name` built on the meta device (shapes only, no memory): what a reference's `build` reads the
     configuration from. `img_size` is dropped for a preset that takes none (convolutional nets take any size)."""
@@ -116,10 +123,10 @@ def bench_models(args) -> None:
     """Forward+backward time, images/s and peak memory of every registered image classifier matching `pattern`.
 
     `args`: `device`, `repeats`, `warmup`, `quick` (2 repeats, 1 warm-up, batch 2 at 32x32), `out`
-    (docs/benchmarks.md), `pattern` (fnmatch on model names), `batch_size`, `img_size`, `family` (only that
-    family's presets, written to their own section `models-<family>`).
+    (docs/benchmarks.md), `pattern` (fnmatch on model names, several separated by `|`), `batch_size`, `img_size`,
+    `family` (only that family's presets, written to their own section `models-<family>`).
     """
-    from ...registry import get_paper, list_models, list_papers, model_paper
+    from ...registry import get_paper, list_papers, model_paper
     from ..runtime import resolve_device
 
     quick = bool(getattr(args, "quick", False))
@@ -134,7 +141,7 @@ def bench_models(args) -> None:
     out = getattr(args, "out", None) or default_benchmarks_path()
     section = f"models-{family}" if family else "models"
     rows = []
-    for name in list_models(getattr(args, "pattern", None) or "*"):
+    for name in matching_models(getattr(args, "pattern", None)):
         if family is not None and get_paper(model_paper(name)).family != family:
             continue
         print(f"[bench models] {name}", file=sys.stderr, flush=True)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...registry import get_paper, list_models, model_paper, register_bench
+from ...registry import get_paper, model_paper, register_bench
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import bench_module
-from .models import LARGE_MODEL_PARAMS, bench_image_model
+from .models import LARGE_MODEL_PARAMS, bench_image_model, matching_models
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def bench_norms(args) -> None:
                   for pair in layer_pairs() for shape in shapes]
 
     pattern = getattr(args, "pattern", None) or "*"
-    names = [n for n in list_models(pattern) if get_paper(model_paper(n)).family == "cnn"]
+    names = [n for n in matching_models(pattern) if get_paper(model_paper(n)).family == "cnn"]
     settings = ((2, 32),) if quick else ((8, 224), (64, 32))
     model_rows = []
     for name in names:

@@ -7,8 +7,8 @@
 Each row is one (method, size): `time_ms` is the median over `repeats` timed iterations after `warmup`
 untimed ones, `time_iqr_ms` and `time_min_ms` its spread, `peak_mb` the peak memory of one iteration
 (see `peak_memory`), and, on our rows when a reference is given, `ratio` = our median / the reference's.
-With a reference, the timed steps alternate (ours, reference, ours, ...), so that a change in the machine's load
-during the run falls on both medians alike and the ratio compares the same moments.
+With a reference, the timed steps alternate (ours, reference; reference, ours; ...), so that a change in the
+machine's load during the run falls on both medians alike, and neither always runs right after the other.
 A size that runs out of memory or fails gets `{"error": "OOM"}` (or the error's text) and the run goes on.
 """
 
@@ -178,8 +178,8 @@ def _bench_size(methods: list, make_inputs: Callable, size, device: torch.device
                 backward: bool) -> list[dict]:
     """One row per method at one size, all on the same inputs; a failure (OOM included) is that row's error.
 
-    Every method is built and warmed up, then the timed steps go round the methods in turn, one step each;
-    then each method's peak memory is measured on its own."""
+    Every method is built and warmed up, then the timed steps go round the methods, one step each, in turn and in
+    reverse on alternate rounds; then each method's peak memory is measured on its own."""
     rows = [{"method": method, "size": size} for method, _ in methods]
     try:
         inputs = make_inputs(size)
@@ -196,8 +196,8 @@ def _bench_size(methods: list, make_inputs: Callable, size, device: torch.device
             row["error"] = _error(e)
             live.pop(i, None)
             _free(device)
-    for _ in range(repeats):
-        for i in list(live):
+    for round_ in range(repeats):
+        for i in list(live) if round_ % 2 == 0 else list(live)[::-1]:
             try:
                 times[i].append(_timed_step(live[i], inputs, backward, device))
             except Exception as e:

@@ -54,7 +54,7 @@ class PreActBottleneck(nn.Module):
         self.conv2 = StdConv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
         self.norm3 = GroupNorm(num_groups, channels)
         self.conv3 = StdConv2d(channels, out_channels, 1, bias=False)                    # restore
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)                                   # on a fresh GN output
         needs_projection = stride != 1 or in_channels != out_channels
         self.shortcut = StdConv2d(in_channels, out_channels, 1, stride=stride, bias=False) if needs_projection else None
 
@@ -102,7 +102,7 @@ class ResNetV2(ResNetBase):
             in_channels = w * width_factor * PreActBottleneck.expansion
         self.stages = nn.Sequential(*stages)                                 # (B, 2048k, H/32, W/32)
         self.norm = GroupNorm(num_groups, in_channels)                       # the pre-head GN + ReLU
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)                                   # on a fresh GN output
         self._finish(in_channels, zero_init_residual=False)
 
     def new_head(self, num_classes: int) -> nn.Module:

@@ -106,12 +106,19 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
         model.default_input_size = (3, 32, 32)
         return model
 
+    modes = []
+
+    class Twin(nn.Sequential):                                # a reference built in eval mode, as transformers' are
+        def forward(self, x):
+            modes.append(self.training)
+            return super().forward(x)
+
     paper = registry.get_paper("alexnet")
     saved = list(paper.models)
     try:
         registry.register_model("_test_bench_tiny", paper="alexnet")(tiny)
         registry.register_model("_test_bench_noinput", paper="alexnet")(lambda **kw: nn.Linear(2, 2))
-        bench._MODEL_REFERENCES["_test_bench_tiny"] = ("tiny twin", lambda name, **kw: tiny())
+        bench._MODEL_REFERENCES["_test_bench_tiny"] = ("tiny twin", lambda name, **kw: Twin(*tiny()).eval())
         args = SimpleNamespace(device="cpu", repeats=2, warmup=1, quick=True, out=tmp_path / "bench.md",
                                pattern="_test_bench_*", batch_size=None, img_size=None)
         bench.bench_models(args)
@@ -123,6 +130,7 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     text = (tmp_path / "bench.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| _test_bench_tiny | 0.006146 | 2x3x32x32 |"))
     assert "| tiny twin |" in row                            # the reference ran beside ours, with a ratio
+    assert modes and all(modes)                              # ... in ours' (training) mode
     assert float(row.strip("|").split("|")[-2]) > 0
     assert "Skipped:\n- `_test_bench_noinput`: no `default_input_size`" in text
 

@@ -79,8 +79,8 @@ LARGE_MODEL_PARAMS = 150e6
 def bench_image_model(name: str, *, batch_size: int, img_size: int | None, device, repeats, warmup,
                       with_reference: bool = True) -> dict:
     """One registered image classifier: forward+backward on a random batch of its input size, and, when one is
-    registered and installed (and `with_reference`), its public reference on the same batch (`ref_ms`,
-    `ratio` = ours / reference).
+    registered and installed (and `with_reference`), its public reference on the same batch and in the same
+    training/eval mode (`ref_ms`, `ratio` = ours / reference).
 
     On a CPU a model over `LARGE_MODEL_PARAMS` takes minutes a step, so it gets at most 2 timed steps after 1
     warm-up (the row's `steps` says how many were timed) and no reference beside it.
@@ -104,6 +104,8 @@ def bench_image_model(name: str, *, batch_size: int, img_size: int | None, devic
         ref_name, reference, note = _reference_for(name, img_size)
     else:
         ref_name, reference, note = None, None, None
+    if reference is not None:
+        reference.train(model.training)      # the same mode as ours: BN with batch statistics in both, or in neither
     rows = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
                         repeats=repeats, warmup=warmup, name=name, reference=reference,
                         ref_name=ref_name or "reference")

@@ -24,7 +24,7 @@ running = (1 - momentum) * running + momentum * batch statistic. The state dict 
 `running_mean`, `running_var`, `num_batches_tracked`) is that of torch.nn.BatchNorm1d/2d, so weights load both ways.
 
 `BatchNorm.reference_forward` is Algorithms 1 and 2 written out; `forward` computes the same function with
-PyTorch's fused kernel (`F.batch_norm`, the same statistics, running averages and momentum), 3-4x faster on a CPU.
+PyTorch's fused kernel (`F.batch_norm`, the same statistics, running averages and momentum), 2x faster on a CPU.
 The tests check that the two agree (outputs, gradients, running statistics, in training and eval).
 """
 

@@ -14,7 +14,7 @@ BatchNorm does (we use BN's decay 0.9, i.e. PyTorch momentum 0.1). S0 uses no ba
 sample's output never depends on the other samples, in training or at inference.
 
 Each layer's `reference_forward` is that formula written out (`b0`, `s0`); `forward` runs the same function as one
-autograd function with a hand-derived backward (`fused.py`), 3-5x faster on a CPU; the tests check that the two
+autograd function with a hand-derived backward (`fused.py`), 4-7x faster on a CPU; the tests check that the two
 agree (outputs, gradients, running statistics).
 """
 

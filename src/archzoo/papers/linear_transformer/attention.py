@@ -79,8 +79,7 @@ def linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float = 1e-6)
     """
     kv = phi_k.transpose(-2, -1) @ v                       # (..., d, e)  \sum_j \phi(K_j) V_j^T
     z = phi_k.sum(-2).unsqueeze(-1)                        # (..., d, 1)  \sum_j \phi(K_j)
-    both = phi_q @ torch.cat([kv, z], dim=-1)              # (..., N, e + 1)
-    numerator, denominator = both[..., :-1], both[..., -1:]   # \phi(Q_i)^T \sum_j \phi(K_j) V_j^T, \phi(Q_i)^T z
+    numerator, denominator = (phi_q @ torch.cat([kv, z], dim=-1)).split([v.shape[-1], 1], dim=-1)
     return numerator * (denominator + eps).reciprocal()    # (..., N, e)  Eq. 6 (an (N, 1) inverse, no (N, e) division)
 
 
@@ -192,11 +191,11 @@ class LinearAttention(nn.Module):
         self.to_v = nn.Linear(self.context_dim, inner, bias=False)     # W_V
         self.to_out = nn.Linear(inner, dim)                            # W_O
 
-    def _heads(self, t: Tensor) -> Tensor:
-        return rearrange(t, "b n (h d) -> b h n d", h=self.heads)      # (B, H, N, d)
+    def _heads(self, t: Tensor) -> Tensor:                             # (B, N, H d) -> (B, H, N, d), a view
+        return t.view(*t.shape[:2], self.heads, -1).transpose(1, 2)
 
-    def _merge(self, out: Tensor) -> Tensor:
-        return self.to_out(rearrange(out, "b h n e -> b n (h e)"))     # (B, N, dim)
+    def _merge(self, out: Tensor) -> Tensor:                           # (B, H, N, e) -> (B, N, dim)
+        return self.to_out(out.transpose(1, 2).flatten(2))
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:

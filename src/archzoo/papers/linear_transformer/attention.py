@@ -192,7 +192,7 @@ class LinearAttention(nn.Module):
         self.to_out = nn.Linear(inner, dim)                            # W_O
 
     def _heads(self, t: Tensor) -> Tensor:                             # (B, N, H d) -> (B, H, N, d), a view
-        return t.view(*t.shape[:2], self.heads, -1).transpose(1, 2)
+        return t.view(*t.shape[:2], self.heads, self.dim_head).transpose(1, 2)
 
     def _merge(self, out: Tensor) -> Tensor:                           # (B, H, N, e) -> (B, N, dim)
         return self.to_out(out.transpose(1, 2).flatten(2))

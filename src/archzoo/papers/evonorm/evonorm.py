@@ -47,9 +47,10 @@ def group_std(x: Tensor, groups: int, eps: float = 1e-5) -> Tensor:         # (B
     return rearrange(std.expand_as(g), "b g (c h w) -> b (g c) h w", c=x.shape[1] // groups, h=x.shape[2])
 
 
-def b0(x: Tensor, v1: Tensor, gamma: Tensor, beta: Tensor, batch_var: Tensor, eps: float = 1e-5) -> Tensor:
+def b0(x: Tensor, v1: Tensor, gamma: Tensor, beta: Tensor, batch_var: Tensor | None, eps: float = 1e-5) -> Tensor:
     """EvoNorm-B0 written out: x / max(sqrt(s^2_{b,w,h} + eps), v_1 x + sqrt(s^2_{w,h} + eps)) * gamma + beta, with
-    s^2_{b,w,h} = `batch_var` (C,): this batch's in training, the moving average in eval."""
+    s^2_{b,w,h} = `batch_var` (C,), the moving average in eval, or, None, this batch's (training)."""
+    batch_var = batch_variance(x) if batch_var is None else batch_var          # (C,)
     batch_std = channel(torch.sqrt(batch_var + eps))                           # (1, C, 1, 1)
     right = channel(v1) * x + instance_std(x, eps)                             # v_1 x + s_{w,h}, (B, C, H, W)
     return x / torch.maximum(batch_std, right) * channel(gamma) + channel(beta)
@@ -86,7 +87,7 @@ class EvoNormB0(nn.Module):
         """The fast path (`fused.EvoNormB0Function`), equal to `reference_forward`."""
         check_shape(x, "B C H W", C=self.num_channels)
         return EvoNormB0Function.apply(x, self.v1, self.weight, self.bias, self.running_var, self.training,
-                                       self.momentum, self.eps)
+                                       self.momentum, self.eps, b0)
 
     def reference_forward(self, x: Tensor) -> Tensor:                      # (B, C, H, W)
         """The formula written out (`b0`), with the moving average of the batch variance updated in training."""
@@ -124,7 +125,7 @@ class EvoNormS0(nn.Module):
     def forward(self, x: Tensor) -> Tensor:                                # (B, C, H, W)
         """The fast path (`fused.EvoNormS0Function`), equal to `reference_forward`."""
         check_shape(x, "B C H W", C=self.num_channels)
-        return EvoNormS0Function.apply(x, self.v1, self.weight, self.bias, self.groups, self.eps)
+        return EvoNormS0Function.apply(x, self.v1, self.weight, self.bias, self.groups, self.eps, s0)
 
     def reference_forward(self, x: Tensor) -> Tensor:                      # (B, C, H, W)
         """The formula written out (`s0`)."""

@@ -8,7 +8,7 @@ moments, the mean and then the mean of squared deviations), and the backward is 
 hand, with as few full-size temporaries as it takes (on a CPU these layers are bound by memory traffic). The tests
 check both against the written-out layers (outputs, every gradient, running statistics; float64; training and
 eval) and with gradcheck. A second derivative (`create_graph=True`, as `worst_case_grad_norm` takes)
-differentiates the written-out formula, recomputed from the saved inputs.
+differentiates the written-out formula (`formula`, passed in by the layer), recomputed from the saved inputs.
 
 Notation: x is (B, C, H, W), g = dL/dy, sums run over the axes that the left-hand side does not keep.
 
@@ -33,6 +33,8 @@ s^2_{b,w,h} = mean_b s^2_{w,h} + mean_b (\mu_{bc} - \mu_c)^2.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -69,14 +71,15 @@ class EvoNormS0Function(torch.autograd.Function):
     """y = x sigmoid(v_1 x) / sqrt(s^2_{w,h,c/g}(x) + eps) * gamma + beta, forward and hand-derived backward."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, v1: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float) -> Tensor:
+    def forward(ctx, x: Tensor, v1: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float,
+                formula: Callable) -> Tensor:
         b, c = x.shape[:2]
         # GroupNorm's kernel gives mu_{bg} and r = (s^2_{w,h,c/g} + eps)^{-1/2}, (B, G); its output is our buffer
-        out, mean, rstd = torch.native_group_norm(x, None, None, b, c, x[0, 0].numel(), groups, eps)
+        out, mean, rstd = torch.native_group_norm(x, None, None, b, c, x.shape[2] * x.shape[3], groups, eps)
         mean, rstd = mean.unsqueeze(-1), rstd.unsqueeze(-1)                       # (B, G, 1)
         sig = (x * channel(v1)).sigmoid_()                                        # sigma(v_1 x)
         ctx.save_for_backward(x, v1, weight, bias, sig, mean, rstd)
-        ctx.groups, ctx.eps = groups, eps
+        ctx.groups, ctx.eps, ctx.formula = groups, eps, formula
         torch.mul(x, sig, out=out)                                                # n = x sigma(v_1 x)
         return out.mul_(per_group(rstd, c) * channel(weight)).add_(channel(bias))  # n r gamma + beta
 
@@ -84,9 +87,8 @@ class EvoNormS0Function(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, v1, weight, bias, sig, mean, rstd = ctx.saved_tensors
         if torch.is_grad_enabled():                                               # create_graph=True
-            from .evonorm import s0
-            return differentiate_reference(ctx, lambda *t: s0(*t, ctx.groups, ctx.eps), (x, v1, weight, bias),
-                                           grad) + (None, None)
+            return differentiate_reference(ctx, lambda *t: ctx.formula(*t, ctx.groups, ctx.eps),
+                                           (x, v1, weight, bias), grad) + (None,) * 3
         b, c = x.shape[:2]
         r = per_group(rstd, c)                                                    # (B, C, 1, 1)
         scale = r * channel(weight)                                               # r gamma, (B, C, 1, 1)
@@ -95,10 +97,11 @@ class EvoNormS0Function(torch.autograd.Function):
         d_weight = (gn * r.view(b, c)).sum(0)
         d_rstd = (gn * weight).view(b, ctx.groups, -1).sum(-1, keepdim=True)      # dL/dr, (B, G, 1)
         w.addcmul_(w, sig, value=-1.0)                                            # g x sigma (1 - sigma)
-        k = per_group(-d_rstd * rstd.pow(3) / (x[0].numel() // ctx.groups), c)    # dL/dr dr/dx = k (x - mu_{bg})
+        m = c // ctx.groups * x.shape[2] * x.shape[3]                             # values in a group
+        k = per_group(-d_rstd * rstd.pow(3) / m, c)                               # dL/dr dr/dx = k (x - mu_{bg})
         d_x = (grad * sig).addcmul_(w, channel(v1)).mul_(scale).addcmul_(x, k).sub_(k * per_group(mean, c))
         d_v1 = (w.mul_(x).sum((2, 3)) * scale.view(b, c)).sum(0)                  # sum g r gamma x^2 sigma (1 - sigma)
-        return d_x, d_v1, d_weight, grad.sum((0, 2, 3)), None, None
+        return d_x, d_v1, d_weight, grad.sum((0, 2, 3)), None, None, None
 
 
 class EvoNormB0Function(torch.autograd.Function):
@@ -110,7 +113,7 @@ class EvoNormB0Function(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, v1: Tensor, weight: Tensor, bias: Tensor, running_var: Tensor, training: bool,
-                momentum: float, eps: float) -> Tensor:
+                momentum: float, eps: float, formula: Callable) -> Tensor:
         mean, var, out = centered_moments(x, (2, 3))                              # mu_{bc}, s^2_{w,h}, (B, C, 1, 1)
         if training:                                                              # law of total variance, (C,)
             batch_var = (var.mean(0) + (mean - mean.mean(0)).square_().mean(0)).view(-1)
@@ -123,16 +126,15 @@ class EvoNormB0Function(torch.autograd.Function):
         wins = torch.sub(inv, a).sign_()                                          # M = [u > a], as 0. or 1.
         inv.reciprocal_()                                                         # 1 / d
         ctx.save_for_backward(x, v1, weight, bias, inv, wins, mean, s, a, None if training else batch_var)
-        ctx.training, ctx.eps = training, eps
+        ctx.training, ctx.eps, ctx.formula = training, eps, formula
         return torch.mul(x, inv, out=out).mul_(channel(weight)).add_(channel(bias))
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, v1, weight, bias, inv, wins, mean, s, a, batch_var = ctx.saved_tensors
         if torch.is_grad_enabled():                                               # create_graph=True
-            from .evonorm import b0, batch_variance
-            formula = lambda x, *p: b0(x, *p, batch_variance(x) if ctx.training else batch_var, ctx.eps)  # noqa: E731
-            return differentiate_reference(ctx, formula, (x, v1, weight, bias), grad) + (None,) * 4
+            return differentiate_reference(ctx, lambda *t: ctx.formula(*t, batch_var, ctx.eps), (x, v1, weight, bias),
+                                           grad) + (None,) * 5
         gamma = channel(weight)
         g_inv = grad * inv                                                        # g / d
         e = g_inv * x                                                             # g x / d
@@ -140,7 +142,7 @@ class EvoNormB0Function(torch.autograd.Function):
         e_sum = e.mul_(inv).sum((0, 2, 3), keepdim=True)                          # e = g x / d^2
         e_won = e.mul_(wins)                                                      # e M
         won = e_won.sum((2, 3), keepdim=True)                                     # (B, C, 1, 1)
-        k = -gamma * won / (s * x[0, 0].numel())                                  # dL/ds ds/dx = k (x - mu_{bc})
+        k = -gamma * won / (s * (x.shape[2] * x.shape[3]))                       # dL/ds ds/dx = k (x - mu_{bc})
         shift = k * mean
         if ctx.training:                                                          # a depends on x
             d_a = -gamma * (e_sum - won.sum(0, keepdim=True))                     # (1, C, 1, 1)
@@ -148,4 +150,4 @@ class EvoNormB0Function(torch.autograd.Function):
             k, shift = k + k_a, shift + k_a * mean.mean(0, keepdim=True)
         d_x = g_inv.mul_(gamma).addcmul_(e_won, -gamma * channel(v1)).addcmul_(x, k).sub_(shift)
         d_v1 = -weight * e_won.mul_(x).sum((0, 2, 3))
-        return d_x, d_v1, d_weight, grad.sum((0, 2, 3)), None, None, None, None
+        return d_x, d_v1, d_weight, grad.sum((0, 2, 3)), None, None, None, None, None

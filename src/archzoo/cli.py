@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time and memory benchmarks (writes docs/benchmarks.md)")
     p.add_argument("suite", help="a suite name (see `archzoo bench list`) or 'all'")
-    p.add_argument("--pattern", default="*", help="which models or methods (fnmatch)")
+    p.add_argument("--pattern", default="*", help="which models or methods (fnmatch; models: several separated by |)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)

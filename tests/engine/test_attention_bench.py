@@ -47,11 +47,16 @@ def test_only_our_row_stops_the_size_sweep():
     assert [r["size"] for r in rows if r["method"] == "failing" and "error" in r] == [32, 64, 128]
 
 
-def test_attention_suite_writes_its_section(tmp_path):
+def test_attention_suite_limited_by_a_pattern_writes_a_section_of_its_own(tmp_path):
+    from archzoo.engine.bench import write_section
+
+    write_section(tmp_path / "benchmarks.md", "attention", "every method, an earlier run")
     bench_attention(_args(tmp_path, "full"))
     text = (tmp_path / "benchmarks.md").read_text()
-    assert "<!-- bench:attention -->" in text
-    assert "| full | 256 |" in text and "| full | 512 |" in text
+    assert "every method, an earlier run" in text                     # the table of every method is kept
+    section = text[text.index("<!-- bench:attention-full -->"):text.index("<!-- /bench:attention-full -->")]
+    assert "## Attention: `full` only" in section
+    assert "| full | 256 |" in section and "| full | 512 |" in section
 
 
 def test_task_suite_trains_and_tabulates(tmp_path):

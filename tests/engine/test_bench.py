@@ -42,6 +42,24 @@ def test_bench_module_gives_positive_medians_per_size_and_a_ratio_to_the_referen
     assert "| ours | 2 |" in format_table(rows, ["method", "size", "time_ms", "ratio"])
 
 
+def test_timed_steps_alternate_between_ours_and_the_reference_in_both_orders():
+    calls = []
+
+    class Recorder(nn.Linear):
+        def __init__(self, tag):
+            super().__init__(4, 4)
+            self.tag = tag
+
+        def forward(self, x):
+            calls.append(self.tag)
+            return super().forward(x)
+
+    bench_module(lambda n: Recorder("ours"), lambda n: torch.randn(2, 4), [1], repeats=3, warmup=2,
+                 reference=lambda n: Recorder("ref"))
+    timed = ["ours", "ref", "ref", "ours", "ours", "ref"]                # in turn, in reverse on alternate rounds
+    assert calls == ["ours"] * 2 + ["ref"] * 2 + timed + ["ours", "ref"]   # warm-up, timed, memory
+
+
 def test_peak_memory_of_an_n_by_n_buffer_grows_quadratically():
     sizes = [64, 128, 256, 512]
     rows = bench_module(lambda n: SquareBuffer(), lambda n: torch.randn(n), sizes, repeats=1, warmup=0)
@@ -63,6 +81,12 @@ def test_plot_loglog_saves_a_png_and_skips_failed_sizes(tmp_path):
     rows = [{"method": m, "size": n, "time_ms": n * k} for m, k in (("a", 1.0), ("b", 2.0)) for n in (1, 2, 4)]
     path = plot_loglog(rows + [{"method": "a", "size": 8, "error": "OOM"}], "time_ms", tmp_path / "t.png", "time")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_model_pattern_may_join_several_fnmatch_patterns_with_a_bar():
+    assert bench.matching_models("resnet50|bit_r50x1") == ["bit_r50x1", "resnet50"]
+    assert bench.matching_models("resnet1?") == ["resnet18"]
+    assert bench.matching_models(None) == registry.list_models()
 
 
 def test_write_section_replaces_a_section_in_place_and_keeps_the_others(tmp_path):
@@ -87,13 +111,20 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
         model.default_input_size = (3, 32, 32)
         return model
 
+    modes = []
+
+    class Twin(nn.Sequential):                                # a reference built in eval mode, as transformers' are
+        def forward(self, x):
+            modes.append(self.training)
+            return super().forward(x)
+
     paper = registry.get_paper("alexnet")
     saved = list(paper.models)
     try:
         registry.register_model("_test_bench_tiny", paper="alexnet", **image_cfg((3, 32, 32)))(tiny)
         registry.register_model("_test_bench_noinput", paper="alexnet", input_size=(2,), num_classes=2,
                                 task="sequence-classification")(lambda **kw: nn.Linear(2, 2))
-        bench._MODEL_REFERENCES["_test_bench_tiny"] = ("tiny twin", lambda name, **kw: tiny())
+        bench._MODEL_REFERENCES["_test_bench_tiny"] = ("tiny twin", lambda name, **kw: Twin(*tiny()).eval())
         args = SimpleNamespace(device="cpu", repeats=2, warmup=1, quick=True, out=tmp_path / "bench.md",
                                pattern="_test_bench_*", batch_size=None, img_size=None)
         bench.bench_models(args)
@@ -105,6 +136,7 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     text = (tmp_path / "bench.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| _test_bench_tiny | 0.006146 | 2x3x32x32 |"))
     assert "| tiny twin |" in row                            # the reference ran beside ours, with a ratio
+    assert modes and all(modes)                              # ... in ours' (training) mode
     assert float(row.strip("|").split("|")[-2]) > 0
     assert "Skipped:\n- `_test_bench_noinput`: not an image classifier (sequence-classification)" in text
 

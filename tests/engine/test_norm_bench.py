@@ -18,3 +18,6 @@ def test_quick_suite_writes_both_tables(tmp_path):
     assert "<!-- bench:norms -->" in text
     assert "| GroupNorm G=32 (group_norm) | nn.GroupNorm | 2x32x8x8 |" in text
     assert "| resnet20_gn | 0.2697 | 2x3x32x32 | 2 |" in text
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in text.splitlines() if "x32x8x8" in line}
+    assert float(rows["GroupNorm G=32 (group_norm)"][6]) > 0          # written_out_ms: it has a reference_forward
+    assert rows["LocalResponseNorm n=5 (alexnet)"][6] == ""           # ... and alexnet's LRN has a single form

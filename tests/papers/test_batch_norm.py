@@ -1,5 +1,7 @@
-"""Batch Normalization (Ioffe & Szegedy 2015, arXiv:1502.03167): Algorithms 1 and 2 against torch.nn.BatchNorm,
-the paper's backward formulas, its invariances, the Sec. 4.1 network and the claims."""
+"""Batch Normalization (Ioffe & Szegedy 2015, arXiv:1502.03167): Algorithms 1 and 2 written out
+(`reference_forward`) against torch.nn.BatchNorm, the paper's backward formulas, its invariances, the layer as a
+module (its `forward`, the fused fast path, equals `reference_forward`: tests/contract/test_layers.py), the Sec. 4.1
+network and the claims."""
 
 import pytest
 import torch
@@ -38,13 +40,13 @@ def test_training_and_eval_outputs_and_running_statistics_equal_torch(kind, mome
     ours, theirs, shape = pair(kind, momentum)
     for step in range(5):                                               # training: batch statistics (Algorithm 1)
         x = batch(shape, step)
-        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ours.reference_forward(x), theirs(x), rtol=1e-12, atol=1e-12)
     for key in ("running_mean", "running_var", "num_batches_tracked"):  # Algorithm 2, step 10
         torch.testing.assert_close(getattr(ours, key), getattr(theirs, key), rtol=1e-12, atol=1e-12)
     assert int(ours.num_batches_tracked) == 5
     ours.eval(), theirs.eval()                                          # inference: population statistics
     x = batch(shape, 99)
-    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours.reference_forward(x), theirs(x), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", list(SHAPES))
@@ -53,9 +55,9 @@ def test_gradients_wrt_input_gamma_and_beta_equal_torch(kind):
     x = batch(shape, 0)
     upstream = batch(shape, 1)
     grads = []
-    for bn in (ours, theirs):
+    for bn, f in ((ours, ours.reference_forward), (theirs, theirs)):
         xi = x.clone().requires_grad_()
-        (bn(xi) * upstream).sum().backward()
+        (f(xi) * upstream).sum().backward()
         grads.append((xi.grad, bn.weight.grad, bn.bias.grad))
     for g_ours, g_torch in zip(*grads):
         torch.testing.assert_close(g_ours, g_torch, rtol=1e-10, atol=1e-12)
@@ -69,7 +71,7 @@ def test_gradients_are_the_papers_backward_formulas():
         bn.weight.uniform_(0.5, 2.0), bn.bias.uniform_(-1.0, 1.0)
     x = batch((8, 3), 0).requires_grad_()
     dy = batch((8, 3), 1)                                               # dl/dy_i
-    (bn(x) * dy).sum().backward()
+    (bn.reference_forward(x) * dy).sum().backward()
     m, eps, gamma = x.shape[0], bn.eps, bn.weight.detach()
     xd = x.detach()
     mu, var = xd.mean(0), xd.var(0, unbiased=False)
@@ -86,13 +88,13 @@ def test_gradients_are_the_papers_backward_formulas():
 def test_gradcheck_of_the_training_transform():
     bn = BatchNorm2d(2).double()
     x = batch((3, 2, 2, 2), 0).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: bn(t), (x,))
+    assert torch.autograd.gradcheck(bn.reference_forward, (x,))
 
 
 def test_training_output_is_normalised_per_channel_before_scale_and_shift():
     bn = BatchNorm2d(4, affine=False).double()
     x = batch((5, 4, 3, 3), 0) * torch.tensor([1.0, 10.0, 0.1, 3.0], dtype=torch.float64).view(1, 4, 1, 1)
-    y = bn(x)
+    y = bn.reference_forward(x)
     mean, var = batch_statistics(x)
     torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(4, dtype=torch.float64))
     torch.testing.assert_close(y.var((0, 2, 3), unbiased=False), var / (var + bn.eps))   # 1 up to eps
@@ -115,12 +117,13 @@ def test_eval_output_of_a_sample_is_independent_of_the_rest_of_the_batch():
     assert not torch.allclose(bn(x)[:1], bn(torch.cat([x[:1], 100 * x[1:]]))[:1])   # training: it is not
 
 
-def test_cumulative_average_is_algorithm2_population_statistics():
+@pytest.mark.parametrize("path", ["forward", "reference_forward"])
+def test_cumulative_average_is_algorithm2_population_statistics(path):
     # momentum=None: E[x] = E_B[mu_B], Var[x] = m/(m-1) E_B[sigma_B^2] over the training mini-batches (step 10)
     bn = BatchNorm1d(4, momentum=None).double()
     xs = [batch((10, 4, 3), s) * (1 + s) for s in range(6)]
     for x in xs:
-        bn(x)
+        getattr(bn, path)(x)
     means = torch.stack([x.mean((0, 2)) for x in xs])
     variances = torch.stack([x.var((0, 2), unbiased=False) for x in xs])
     m = 10 * 3
@@ -145,7 +148,7 @@ def test_bn_cancels_a_bias_and_is_invariant_to_the_scale_of_the_weights():
     torch.manual_seed(0)
     u = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
     w, b = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
-    bn = BatchNorm1d(5, eps=0.0).double()
+    bn = BatchNorm1d(5, eps=0.0).double().reference_forward         # exactly, with eps = 0 (F.batch_norm needs > 0)
     torch.testing.assert_close(bn(u @ w.T + b), bn(u @ w.T))
     (bn(u @ w.T) ** 3).sum().backward()
     grad_u = u.grad.clone()
@@ -182,10 +185,11 @@ def test_drop_in_for_torch_batchnorm_in_a_resnet():
     torch.testing.assert_close(ours(x), theirs(x))
 
 
-def test_a_batch_of_one_in_training_raises_a_value_error_like_torch():
+@pytest.mark.parametrize("path", ["forward", "reference_forward"])
+def test_a_batch_of_one_in_training_raises_a_value_error_like_torch(path):
     x = torch.randn(1, 4)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        BatchNorm1d(4)(x)
+        getattr(BatchNorm1d(4), path)(x)
     with pytest.raises(ValueError):
         torch.nn.BatchNorm1d(4)(x)
     assert BatchNorm1d(4)(torch.randn(1, 4, 3)).shape == (1, 4, 3)      # one sample, three values per channel

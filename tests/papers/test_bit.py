@@ -1,5 +1,7 @@
-"""BiT (Kolesnikov et al. 2019, arXiv:1912.11370): ResNet-v2 with GN + WS, zero head, the HyperRule, the claim."""
+"""BiT (Kolesnikov et al. 2019, arXiv:1912.11370): the released weight standardization, ResNet-v2 with GN + WS, zero
+head, the HyperRule, the claim, and the logits of Hugging Face's BiT after copying its weights."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +15,7 @@ from archzoo.papers.bit import (
     HyperRule,
     PreActBottleneck,
     ResNetV2,
+    StdConv2d,
     fine_tune,
     hyperrule,
     mixup_cross_entropy,
@@ -20,7 +23,7 @@ from archzoo.papers.bit import (
     preprocess_train,
 )
 from archzoo.papers.group_norm import GroupNorm
-from archzoo.papers.weight_standardization import WSConv2d, standardize_weight
+from archzoo.papers.weight_standardization import standardize_weight
 
 PRESETS = {"bit_r50x1": 25_549_352, "bit_r50x3": 217_319_080, "bit_r101x1": 44_541_480,
            "bit_r101x3": 387_934_888, "bit_r152x2": 236_335_208, "bit_r152x4": 936_533_224}
@@ -37,6 +40,40 @@ def on_meta(name: str, **kw) -> torch.nn.Module:
 
 def tiny(**kw) -> ResNetV2:
     return ResNetV2((1, 2), in_chans=1, num_classes=3, stem_width=8, widths=(8, 16), num_groups=4, **kw)
+
+
+def released_ws(w: torch.Tensor, eps: float) -> torch.Tensor:
+    """The release's standardization transcribed (big_transfer bit_pytorch/models.py, StdConv2d.forward)."""
+    v, m = torch.var_mean(w, dim=[1, 2, 3], keepdim=True, unbiased=False)
+    return (w - m) / torch.sqrt(v + eps)
+
+
+# ----------------------------------------------------------------------------- the released weight standardization
+
+
+def test_std_conv_is_conv2d_with_the_releases_standardized_weight_and_eps():
+    torch.manual_seed(0)
+    conv = StdConv2d(3, 5, 3, stride=2, padding=1, bias=True).double()
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    assert conv.eps == 1e-10
+    expected = F.conv2d(x, released_ws(conv.weight, 1e-10), conv.bias, stride=2, padding=1)
+    torch.testing.assert_close(conv(x), expected)
+    torch.testing.assert_close(conv.reference_forward(x), expected)
+
+
+def test_released_form_is_the_ws_papers_times_sqrt_n_over_n_minus_1():
+    # biased variance vs the WS paper's unbiased std: per row, a factor sqrt(n / (n - 1)) with n the fan-in (eps 0)
+    conv = StdConv2d(4, 6, 3, eps=0.0).double()
+    n = 4 * 3 * 3
+    torch.testing.assert_close(conv.standardized_weight(), standardize_weight(conv.weight, 0.0) * (n / (n - 1)) ** 0.5)
+    rows = conv.standardized_weight().flatten(1)
+    torch.testing.assert_close(rows.mean(1), torch.zeros(6, dtype=torch.float64))
+    torch.testing.assert_close(rows.var(1, correction=0), torch.ones(6, dtype=torch.float64))
+
+
+def test_std_conv_rejects_wrong_input_channels():
+    with pytest.raises(ValueError, match=r"expected shape \(B, C=3, H, W\)"):
+        StdConv2d(3, 4, 1)(torch.randn(2, 4, 5, 5))
 
 
 # ----------------------------------------------------------------------------- architecture
@@ -67,7 +104,7 @@ def test_every_convolution_is_weight_standardized_and_every_norm_is_group_norm_w
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     norms = [m for m in model.modules() if isinstance(m, (GroupNorm, torch.nn.modules.batchnorm._NormBase,
                                                           torch.nn.GroupNorm))]
-    assert len(convs) == 1 + 3 * 33 + 4 and all(isinstance(m, WSConv2d) for m in convs)
+    assert len(convs) == 1 + 3 * 33 + 4 and all(isinstance(m, StdConv2d) for m in convs)
     assert len(norms) == 3 * 33 + 1 and all(isinstance(m, GroupNorm) and m.num_groups == 32 for m in norms)
 
 
@@ -87,7 +124,7 @@ def test_the_net_is_invariant_to_rescaling_conv_weights_because_ws_sits_in_every
     before = model(x)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, WSConv2d):
+            if isinstance(m, StdConv2d):
                 m.weight.mul_(7.0).add_(0.3)                          # a positive affine map of every weight
     torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
 
@@ -101,7 +138,7 @@ def test_pre_activation_unit_is_x_plus_f_with_gn_relu_before_each_conv_and_the_p
         return F.relu(F.group_norm(t, norm.num_groups, norm.weight, norm.bias, norm.eps))
 
     def ws(conv, t):
-        return F.conv2d(t, standardize_weight(conv.weight, conv.eps), stride=conv.stride, padding=conv.padding)
+        return F.conv2d(t, released_ws(conv.weight, conv.eps), stride=conv.stride, padding=conv.padding)
 
     for in_ch, ch, stride in ((16, 8, 2), (16, 4, 1)):               # projection (shape changes), identity
         unit = PreActBottleneck(in_ch, ch, stride, num_groups=4).double()
@@ -120,7 +157,7 @@ def test_root_is_a_7x7_stride_2_ws_conv_then_zero_padding_and_a_3x3_stride_2_max
     model = tiny().double()
     x = torch.randn(1, 1, 32, 32, dtype=torch.float64)
     conv = model.stem[0]
-    assert conv.kernel_size == (7, 7) and conv.stride == (2, 2) and isinstance(conv, WSConv2d)
+    assert conv.kernel_size == (7, 7) and conv.stride == (2, 2) and isinstance(conv, StdConv2d)
     expected = F.max_pool2d(F.pad(conv(x), (1, 1, 1, 1), value=0.0), 3, stride=2)     # (1, 8, 8, 8)
     torch.testing.assert_close(model.stem(x), expected)
     assert expected.shape == (1, 8, 8, 8)
@@ -226,10 +263,10 @@ def test_fine_tune_follows_the_schedule_and_fits_a_few_shot_task():
     x[y == 1, :, 4:] += 1
     x[y == 2, :, :, :4] += 1
     task = TensorDataset(x, y)
-    rule = HyperRule(steps=20, resize=10, crop=8, mixup_alpha=0.0, lr=0.1, batch_size=6, flip=False)
+    rule = HyperRule(steps=30, resize=10, crop=8, mixup_alpha=0.0, lr=0.1, batch_size=6, flip=False)
     model = tiny()
     history = fine_tune(model, task, rule, seed=0)
-    assert [h["lr"] for h in history] == [rule.lr_at(t) for t in range(20)]
+    assert [h["lr"] for h in history] == [rule.lr_at(t) for t in range(30)]
     assert {round(h["lr"], 8) for h in history} == {0.1, 0.01, 0.001, 0.0001}
     assert history[0]["loss"] == pytest.approx(np.log(3))               # zero head: uniform predictions
     assert np.mean([h["loss"] for h in history[-3:]]) < 0.5 * history[0]["loss"]
@@ -259,3 +296,42 @@ def test_quick_few_shot_transfer_metrics_follow_the_criterion(quick_claim):
     m = record["metrics"]
     assert set(m["transfer_accuracy"]) == set(m["scratch_accuracy"]) == {"1"}
     assert record["passed"] == (m["gain_points"]["1"] >= 10.0)
+
+
+# ----------------------------------------------------------------------------- reference: transformers' BiT
+
+
+def our_key(hf_key: str) -> str:
+    """A key of transformers' BitForImageClassification state dict -> ours."""
+    for pattern, ours in ((r"^bit\.embedder\.convolution\.", "stem.0."),
+                          (r"^bit\.encoder\.stages\.(\d+)\.layers\.(\d+)\.downsample\.conv\.",
+                           r"stages.\1.\2.shortcut."),
+                          (r"^bit\.encoder\.stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.\2."),
+                          (r"^bit\.norm\.", "norm."), (r"^classifier\.1\.", "fc.")):
+        key, n = re.subn(pattern, ours, hf_key)
+        if n:
+            return key
+    raise KeyError(hf_key)
+
+
+@pytest.mark.reference
+def test_logits_match_transformers_bit_r50x1_after_copying_its_weights():
+    pytest.importorskip("transformers")
+    from archzoo.papers.bit.reference import hf_bit
+
+    torch.manual_seed(0)
+    hf = hf_bit("bit_r50x1", num_classes=5)                            # pre-activation R50x1, random init, eval
+    with torch.no_grad():                                              # GN affines away from 1 and 0
+        for name, p in hf.named_parameters():
+            if ".norm" in name:
+                p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.5, 0.5)
+    ours = archzoo.create_model("bit_r50x1", num_classes=5).eval()
+    ours.load_state_dict({our_key(k): v for k, v in hf.state_dict().items()})     # strict: one to one
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = hf(x).logits
+        torch.testing.assert_close(ours(x), expected, rtol=0, atol=1e-4)
+        for m in ours.modules():                                       # with the WS paper's standardization
+            if isinstance(m, StdConv2d):
+                m.standardized_weight = lambda m=m: standardize_weight(m.weight)
+        assert (ours(x) - expected).abs().max() > 1e-3                 # ... released weights would not reproduce

@@ -134,6 +134,15 @@ def test_b0_gradients_are_exact_in_training():
     assert torch.autograd.gradcheck(layer, (x,))
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_second_derivatives_are_exact(mode):
+    # the fast path's backward is hand-written; with create_graph=True it differentiates the written-out formula
+    x = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    for layer in (randomize(EvoNormB0(4)), randomize(EvoNormS0(4, groups=2))):
+        layer.train(mode == "train")
+        assert torch.autograd.gradgradcheck(layer, (x,))
+
+
 def test_bad_input_and_bad_groups_raise_value_errors():
     with pytest.raises(ValueError, match="C=6"):
         EvoNormB0(6)(torch.randn(2, 5, 4, 4))

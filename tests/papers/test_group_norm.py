@@ -1,5 +1,6 @@
-"""Group Normalization (Wu & He 2018, arXiv:1803.08494): the layer against PyTorch's GN, LN and IN, batch
-independence, the norm-layer helper, the preset and the claim."""
+"""Group Normalization (Wu & He 2018, arXiv:1803.08494): the layer written out (`reference_forward`) against
+PyTorch's GN, LN and IN, batch independence (its `forward`, the fused fast path, equals `reference_forward`:
+tests/contract/test_layers.py), the norm-layer helper, the preset and the claim."""
 
 import functools
 from types import SimpleNamespace
@@ -29,9 +30,9 @@ def test_group_norm_equals_torch_group_norm_outputs_and_gradients(shape, groups)
     ref.load_state_dict(ours.state_dict())
     x = (3.0 * torch.randn(*shape, dtype=torch.float64) + 1.0).requires_grad_()
     x_ref = x.detach().clone().requires_grad_()
-    torch.testing.assert_close(ours(x), ref(x_ref))
+    torch.testing.assert_close(ours.reference_forward(x), ref(x_ref))
     w = torch.randn(*shape, dtype=torch.float64)                          # a generic downstream loss
-    (ours(x) * w).sum().backward()
+    (ours.reference_forward(x) * w).sum().backward()
     (ref(x_ref) * w).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad)
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
@@ -49,7 +50,7 @@ def test_group_norm_matches_the_papers_figure3_code():
     var = ((xg - mean) ** 2).mean(dim=(2, 3, 4), keepdim=True)
     expected = ((xg - mean) / torch.sqrt(var + 1e-5)).reshape(n, c, h, w)
     expected = expected * gn.weight.view(1, c, 1, 1) + gn.bias.view(1, c, 1, 1)
-    torch.testing.assert_close(gn(x), expected)
+    torch.testing.assert_close(gn.reference_forward(x), expected)
 
 
 def test_group_norm_gradients_pass_gradcheck():

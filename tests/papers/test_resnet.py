@@ -121,3 +121,33 @@ def test_every_preset_is_registered_under_the_paper():
 def test_quick_degradation_claim_measures_the_three_nets(quick_claim):
     record = quick_claim("resnet", "degradation")                        # run once (tests/test_claims_quick.py)
     assert set(record["metrics"]["train_error"]) >= {"plain_shallow", "plain_deep", "res_deep"}
+
+
+# ----------------------------------------------------------------------------- reference: transformers' ResNet
+# (`reference.py` builds it at a preset's configuration for `archzoo bench models`; that transformers' ResNet equals
+# ours after a weight copy is tested with the builders, tests/core.)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_transformers_resnet_at_our_presets_configuration_has_our_parameter_count(name):
+    transformers = pytest.importorskip("transformers")
+    from archzoo.papers.resnet.reference import hf_resnet_config
+
+    with torch.device("meta"):
+        ours = archzoo.create_model(name, num_classes=7)
+        theirs = transformers.ResNetForImageClassification(hf_resnet_config(ours))
+    assert n_params(theirs) == n_params(ours)
+
+
+@pytest.mark.reference
+def test_transformers_config_puts_the_stride_where_ours_is_and_rejects_option_a_and_plain_nets():
+    pytest.importorskip("transformers")
+    from archzoo.papers.resnet.reference import hf_resnet_config
+
+    with torch.device("meta"):
+        assert not hf_resnet_config(archzoo.create_model("resnet50")).downsample_in_bottleneck        # v1.5
+        assert hf_resnet_config(archzoo.create_model("resnet50", stride_in_1x1=True)).downsample_in_bottleneck
+        for name, kw in (("resnet34", {"shortcut": "A"}), ("plain18", {})):
+            with pytest.raises(ValueError, match="option B"):
+                hf_resnet_config(archzoo.create_model(name, **kw))

@@ -17,14 +17,14 @@ from .analysis import loglog_slope, method_slopes, plot_cost_panels, plot_loglog
 from .attention import AttentionBenchSpec, attention_bench_specs, build_attention, register_attention_bench
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import LiveTensorBytes, MiB, bench_module, peak_memory, time_step
-from .models import LARGE_MODEL_PARAMS, bench_image_model, model_reference, register_model_reference
+from .models import LARGE_MODEL_PARAMS, bench_image_model, model_reference, preset_on_meta, register_model_reference
 from .norms import layer_pairs, register_norm_bench
 
 __all__ = [
     "bench_module", "peak_memory", "time_step", "LiveTensorBytes", "MiB",
     "loglog_slope", "method_slopes", "plot_cost_panels", "plot_loglog",
     "format_table", "write_section", "load_note", "load_now", "default_benchmarks_path",
-    "register_model_reference", "model_reference", "bench_image_model", "LARGE_MODEL_PARAMS",
+    "register_model_reference", "model_reference", "preset_on_meta", "bench_image_model", "LARGE_MODEL_PARAMS",
     "register_norm_bench", "layer_pairs",
     "register_attention_bench", "attention_bench_specs", "build_attention", "AttentionBenchSpec",
 ]

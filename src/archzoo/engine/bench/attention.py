@@ -17,6 +17,7 @@ reference implementation of the same method where one exists:
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -159,17 +160,21 @@ def bench_attention(args) -> None:
                                          default="-"),
                             "ratio (median)": sorted(ratios)[len(ratios) // 2] if ratios else ""})
     out = getattr(args, "out", None) or default_benchmarks_path()
+    # a run limited by --pattern gets a section of its own, so that it does not replace the table of every method
+    partial = bool(pattern) and any(not fnmatch.fnmatch(name, pattern) for name in attention_bench_specs())
+    section = f"attention-{re.sub(r'[^A-Za-z0-9_]+', '-', pattern)}" if partial else "attention"
     figures = []
-    if not quick:
+    if not quick and not partial:
         for key, label in (("time_ms", "time"), ("peak_mb", "memory")):
             path = out.parent / "figures" / f"attention_{label}.png"
             plot_loglog([r for r in rows if r["method"] in attention_bench_specs()], key, path,
                         f"attention: forward+backward {label} vs n")
             figures.append(f"![attention {label}](figures/{path.name})")
     markdown = "\n".join([
-        "## Attention",
+        f"## Attention: `{pattern}` only" if partial else "## Attention",
         "",
-        f"`archzoo bench attention`: batch 1, dim {dim}, {heads} heads of {dim_head}, self-attention alone "
+        f"`archzoo bench attention{f' --pattern {pattern}' if partial else ''}`: "
+        f"batch 1, dim {dim}, {heads} heads of {dim_head}, self-attention alone "
         f"(projections included), forward+backward on `{device}` (torch {torch.__version__}), median of {repeats} "
         f"steps after {warmup} warm-up{' (quick run)' if quick else ''}. `ratio` = our median time / the "
         "reference's on the same input (references run up to n = 8192). A method stops at the first n whose "
@@ -189,7 +194,7 @@ def bench_attention(args) -> None:
         "</details>",
         *(["", "Notes:", *notes] if notes else []),
     ])
-    write_section(out, "attention", markdown)
+    write_section(out, section, markdown)
     print(markdown)
 
 

@@ -7,6 +7,8 @@
 Each row is one (method, size): `time_ms` is the median over `repeats` timed iterations after `warmup`
 untimed ones, `time_iqr_ms` and `time_min_ms` its spread, `peak_mb` the peak memory of one iteration
 (see `peak_memory`), and, on our rows when a reference is given, `ratio` = our median / the reference's.
+With a reference, the timed steps alternate (ours, reference; reference, ours; ...), so that a change in the
+machine's load during the run falls on both medians alike, and neither always runs right after the other.
 A size that runs out of memory or fails gets `{"error": "OOM"}` (or the error's text) and the run goes on.
 """
 
@@ -67,14 +69,16 @@ def time_step(module: nn.Module, inputs: tuple, *, repeats: int, warmup: int, ba
     device = torch.device(device)
     for _ in range(warmup):
         _step(module, inputs, backward)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        _step(module, inputs, backward)
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+    return [_timed_step(module, inputs, backward, device) for _ in range(repeats)]
+
+
+def _timed_step(module: nn.Module, inputs: tuple, backward: bool, device: torch.device) -> float:
+    """Wall-clock milliseconds of one step (device synchronized)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    _step(module, inputs, backward)
+    _sync(device)
+    return (time.perf_counter() - t0) * 1e3
 
 
 # ----------------------------------------------------------------------------- memory
@@ -165,31 +169,55 @@ def _build(make: Callable | nn.Module, size, device: torch.device) -> nn.Module:
     return module.to(device)
 
 
-def _measure(module: nn.Module, inputs: tuple, *, device, repeats, warmup, backward) -> dict:
-    times = np.array(time_step(module, inputs, repeats=repeats, warmup=warmup, backward=backward, device=device))
-    q1, median, q3 = np.percentile(times, [25, 50, 75])
-    peak = peak_memory(module, inputs, backward=backward, device=device)
-    return {"time_ms": float(median), "time_iqr_ms": float(q3 - q1), "time_min_ms": float(times.min()),
-            "peak_mb": peak / MiB}
+def _summary(times: list[float]) -> dict:
+    q1, median, q3 = np.percentile(np.array(times), [25, 50, 75])
+    return {"time_ms": float(median), "time_iqr_ms": float(q3 - q1), "time_min_ms": float(min(times))}
 
 
-def _bench_size(methods: list, make_inputs: Callable, size, device: torch.device, **measure_kw) -> list[dict]:
-    """One row per method at one size, all on the same inputs; a failure (OOM included) is that row's error."""
+def _bench_size(methods: list, make_inputs: Callable, size, device: torch.device, *, repeats: int, warmup: int,
+                backward: bool) -> list[dict]:
+    """One row per method at one size, all on the same inputs; a failure (OOM included) is that row's error.
+
+    Every method is built and warmed up, then the timed steps go round the methods, one step each, in turn and in
+    reverse on alternate rounds; then each method's peak memory is measured on its own."""
     rows = [{"method": method, "size": size} for method, _ in methods]
     try:
         inputs = make_inputs(size)
         inputs = tuple(_to_device(x, device) for x in (inputs if isinstance(inputs, (tuple, list)) else (inputs,)))
     except Exception as e:
         return [{**row, "error": _error(e)} for row in rows]
-    for row, (_, make) in zip(rows, methods):
+    live, times = {}, {}                                   # row index -> module, timed steps
+    for i, (row, (_, make)) in enumerate(zip(rows, methods)):
         try:
-            row.update(_measure(_build(make, size, device), inputs, device=device, **measure_kw))
+            live[i] = _build(make, size, device)
+            time_step(live[i], inputs, repeats=0, warmup=warmup, backward=backward, device=device)
+            times[i] = []
         except Exception as e:
             row["error"] = _error(e)
-        finally:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            live.pop(i, None)
+            _free(device)
+    for round_ in range(repeats):
+        for i in list(live) if round_ % 2 == 0 else list(live)[::-1]:
+            try:
+                times[i].append(_timed_step(live[i], inputs, backward, device))
+            except Exception as e:
+                rows[i]["error"] = _error(e)
+                del live[i]
+                _free(device)
+    for i, module in live.items():
+        try:
+            rows[i].update(_summary(times[i]))
+            rows[i]["peak_mb"] = peak_memory(module, inputs, backward=backward, device=device) / MiB
+        except Exception as e:
+            rows[i] = {"method": rows[i]["method"], "size": size, "error": _error(e)}
+    live.clear()
+    _free(device)
     return rows
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def bench_module(make_module: Callable | nn.Module, make_inputs: Callable, sizes: Sequence, *,

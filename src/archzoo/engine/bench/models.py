@@ -36,6 +36,24 @@ def register_model_reference(pattern: str, ref_name: str, build: Callable[..., n
     _MODEL_REFERENCES[pattern] = (ref_name, build)
 
 
+def matching_models(pattern: str | None) -> list[str]:
+    """The presets matching `pattern`: fnmatch patterns separated by `|` ("resnet50|bit_r50x1"); None is all."""
+    from ...registry import list_models
+
+    return sorted({name for p in (pattern or "*").split("|") for name in list_models(p.strip())})
+
+
+def preset_on_meta(name: str, **overrides) -> nn.Module:
+    """Our preset `name` built on the meta device (shapes only, no memory): what a reference's `build` reads the
+    configuration from. `img_size` is dropped for a preset that takes none (convolutional nets take any size)."""
+    from ...registry import accepted_kwargs, create_model
+
+    if "img_size" not in (accepted_kwargs(name) or ("img_size",)):
+        overrides.pop("img_size", None)
+    with torch.device("meta"):
+        return create_model(name, **overrides)
+
+
 def model_reference(name: str) -> tuple[str, Callable[..., nn.Module]] | None:
     return next((ref for pattern, ref in _MODEL_REFERENCES.items() if fnmatch.fnmatch(name, pattern)), None)
 
@@ -55,9 +73,11 @@ def _reference_for(name: str, img_size: int | None) -> tuple[str | None, nn.Modu
 LARGE_MODEL_PARAMS = 150e6
 
 
-def bench_image_model(name: str, *, batch_size: int, img_size: int | None, device, repeats, warmup) -> dict:
+def bench_image_model(name: str, *, batch_size: int, img_size: int | None, device, repeats, warmup,
+                      with_reference: bool = True) -> dict:
     """One registered image classifier: forward+backward on a random batch of its input size, and, when one is
-    registered and installed, its public reference on the same batch (`ref_ms`, `ratio` = ours / reference).
+    registered and installed (and `with_reference`), its public reference on the same batch and in the same
+    training/eval mode (`ref_ms`, `ratio` = ours / reference).
 
     On a CPU a model over `LARGE_MODEL_PARAMS` takes minutes a step, so it gets at most 2 timed steps after 1
     warm-up (the row's `steps` says how many were timed) and no reference beside it.
@@ -77,8 +97,12 @@ def bench_image_model(name: str, *, batch_size: int, img_size: int | None, devic
         ref_name, reference, note = None, None, None
         if model_reference(name):
             note = f"no reference on a CPU above {LARGE_MODEL_PARAMS / 1e6:.0f}M parameters"
-    else:
+    elif with_reference:
         ref_name, reference, note = _reference_for(name, img_size)
+    else:
+        ref_name, reference, note = None, None, None
+    if reference is not None:
+        reference.train(model.training)      # the same mode as ours: BN with batch statistics in both, or in neither
     rows = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
                         repeats=repeats, warmup=warmup, name=name, reference=reference,
                         ref_name=ref_name or "reference")
@@ -98,10 +122,10 @@ def bench_models(args) -> None:
     """Forward+backward time, images/s and peak memory of every registered image classifier matching `pattern`.
 
     `args`: `device`, `repeats`, `warmup`, `quick` (2 repeats, 1 warm-up, batch 2 at 32x32), `out`
-    (docs/benchmarks.md), `pattern` (fnmatch on model names), `batch_size`, `img_size`, `family` (only that
-    family's presets, written to their own section `models-<family>`).
+    (docs/benchmarks.md), `pattern` (fnmatch on model names, several separated by `|`), `batch_size`, `img_size`,
+    `family` (only that family's presets, written to their own section `models-<family>`).
     """
-    from ...registry import get_paper, list_models, list_papers, model_paper
+    from ...registry import get_paper, list_papers, model_paper
     from ..runtime import resolve_device
 
     quick = bool(getattr(args, "quick", False))
@@ -116,7 +140,7 @@ def bench_models(args) -> None:
     out = getattr(args, "out", None) or default_benchmarks_path()
     section = f"models-{family}" if family else "models"
     rows = []
-    for name in list_models(getattr(args, "pattern", None) or "*"):
+    for name in matching_models(getattr(args, "pattern", None)):
         if family is not None and get_paper(model_paper(name)).family != family:
             continue
         print(f"[bench models] {name}", file=sys.stderr, flush=True)

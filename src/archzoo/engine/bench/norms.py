@@ -1,10 +1,11 @@
 """`archzoo bench norms`: the cnn family's written-out normalization layers against PyTorch's fused ones, and
 every cnn-family preset at 224 px (batch 8) and 32 px (batch 64).
 
-The written-out layers are the readable reference of each paper; the table says what readability costs.
 Where PyTorch has the same operation fused (BatchNorm2d, GroupNorm, LocalResponseNorm) the pair computes the
 same function (the papers' tests prove it); where it has none (weight standardization, EvoNorm) the
-counterpart is the layer the paper replaces, so the ratio is the overhead of the new layer.
+counterpart is the layer the paper replaces, so the ratio is the overhead of the new layer. A layer that keeps
+the paper's equations written out in `reference_forward` beside a fast `forward` (issue 13) gets a third time,
+`written_out_ms`: what readability costs.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...registry import get_paper, list_models, model_paper, register_bench, table
+from ...registry import get_paper, model_paper, register_bench, table
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import bench_module
-from .models import LARGE_MODEL_PARAMS, bench_image_model
+from .models import LARGE_MODEL_PARAMS, bench_image_model, matching_models
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,32 @@ def layer_pairs() -> list[LayerPair]:
 LAYER_SHAPES = ((8, 64, 56, 56), (64, 32, 32, 32))
 
 
+class WrittenOut(nn.Module):
+    """A layer run through its `reference_forward` (the paper's equations written out), to time that form."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer.reference_forward(x)
+
+
 def _bench_pair(pair: LayerPair, shape: tuple, **kw) -> dict:
-    """One row: our layer and its counterpart on the same random input of `shape` (B, C, H, W)."""
+    """One row: our layer and its counterpart on the same random input of `shape` (B, C, H, W), and our layer's
+    written-out form where it has one."""
     print(f"[bench norms] {pair.ours} at {shape}", file=sys.stderr, flush=True)
     c = shape[1]
-    mine, ref = bench_module(lambda _: pair.make_ours(c), lambda _: (torch.randn(*shape, requires_grad=True),),
-                             [None], name=pair.ours, reference=lambda _: pair.make_counterpart(c),
-                             ref_name=pair.counterpart, **kw)
-    return {"layer": pair.ours, "counterpart": pair.counterpart, "input": "x".join(map(str, shape)),
-            "ours_ms": mine.get("time_ms"), "theirs_ms": ref.get("time_ms"), "ratio": mine.get("ratio"),
-            "ours_mb": mine.get("peak_mb"), "theirs_mb": ref.get("peak_mb")}
+    inputs = lambda _: (torch.randn(*shape, requires_grad=True),)  # noqa: E731
+    mine, ref = bench_module(lambda _: pair.make_ours(c), inputs, [None], name=pair.ours,
+                             reference=lambda _: pair.make_counterpart(c), ref_name=pair.counterpart, **kw)
+    row = {"layer": pair.ours, "counterpart": pair.counterpart, "input": "x".join(map(str, shape)),
+           "ours_ms": mine.get("time_ms"), "theirs_ms": ref.get("time_ms"), "ratio": mine.get("ratio"),
+           "ours_mb": mine.get("peak_mb"), "theirs_mb": ref.get("peak_mb")}
+    if hasattr(pair.make_ours(c), "reference_forward"):
+        (written,) = bench_module(lambda _: WrittenOut(pair.make_ours(c)), inputs, [None], name=pair.ours, **kw)
+        row["written_out_ms"] = written.get("time_ms")
+    return row
 
 
 @register_bench("norms")
@@ -80,14 +97,14 @@ def bench_norms(args) -> None:
                   for pair in layer_pairs() for shape in shapes]
 
     pattern = getattr(args, "pattern", None) or "*"
-    names = [n for n in list_models(pattern) if get_paper(model_paper(n)).family == "cnn"]
+    names = [n for n in matching_models(pattern) if get_paper(model_paper(n)).family == "cnn"]
     settings = ((2, 32),) if quick else ((8, 224), (64, 32))
     model_rows = []
     for name in names:
         for batch_size, img_size in settings:
             print(f"[bench norms] {name} at {img_size} px, batch {batch_size}", file=sys.stderr, flush=True)
             model_rows.append(bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
-                                                 repeats=repeats, warmup=warmup))
+                                                 repeats=repeats, warmup=warmup, with_reference=False))
     measured = [r for r in model_rows if "note" not in r]
     # a preset that failed at both sizes is listed once
     skipped = list(dict.fromkeys(f"- `{r['model']}`: {r['note']}" for r in model_rows if "note" in r))
@@ -96,11 +113,13 @@ def bench_norms(args) -> None:
         "",
         f"`archzoo bench norms` on `{device}` (torch {torch.__version__}, {torch.get_num_threads()} thread(s)): "
         f"forward+backward, median of {repeats} steps after {warmup} warm-up{' (quick run)' if quick else ''}. "
-        "Layers: ours (written out from the paper) against PyTorch's fused layer of the same function, or, where "
-        f"PyTorch has none, against the layer the paper replaces; `ratio` = ours / counterpart.{load_note(load)}",
+        "Layers: ours (the layer's `forward`) against PyTorch's fused layer of the same function, or, where "
+        "PyTorch has none, against the layer the paper replaces; `ratio` = ours / counterpart; `written_out_ms`: "
+        "our layer through `reference_forward`, the paper's equations written out, where `forward` is a faster "
+        f"path to the same function (tested equal).{load_note(load)}",
         "",
-        format_table(layer_rows, ["layer", "counterpart", "input", "ours_ms", "theirs_ms", "ratio", "ours_mb",
-                                  "theirs_mb"]).rstrip(),
+        format_table(layer_rows, ["layer", "counterpart", "input", "ours_ms", "theirs_ms", "ratio", "written_out_ms",
+                                  "ours_mb", "theirs_mb"]).rstrip(),
         "",
         "Presets of the cnn family (ImageNet presets at 32 px run with their ImageNet stems, so their 32 px "
         f"rows are only a size check; on a CPU, presets over {LARGE_MODEL_PARAMS / 1e6:.0f}M parameters get "

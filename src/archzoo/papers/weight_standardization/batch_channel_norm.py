@@ -17,11 +17,17 @@ and are constants for back-propagation (Algorithm 1):
 
 In evaluation the estimates are used without being updated. With r = 1 the forward pass of a training step is
 exactly BN (with batch statistics) followed by GN.
+
+`BatchChannelNorm.reference_forward` is Algorithm 1 written out; `forward` computes the same function with
+PyTorch's fused kernels: the batch part is `F.batch_norm` in inference mode (it normalises with given statistics,
+here the estimates, which receive no gradient), the channel part `F.group_norm`. The tests check that the two
+agree (outputs, gradients, estimates).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.checks import check_shape
@@ -54,18 +60,29 @@ class BatchChannelNorm(nn.Module):
     @torch.no_grad()
     def update_estimates(self, x: Tensor) -> None:
         """Lines 1-2 of Algorithm 1: move \\hat{mu}, \\hat{sigma}^2 towards this micro-batch's statistics by r."""
-        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)         # sigma_c^2, mu_c, (C,)
-        self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+        mean = x.mean((0, 2, 3), keepdim=True)                             # mu_c, (1, C, 1, 1)
+        var = (x - mean).square_().mean((0, 2, 3))                         # sigma_c^2, (C,); two passes
+        self.running_mean.lerp_(mean.view(-1).to(self.running_mean.dtype), self.momentum)
         self.running_var.lerp_(var.to(self.running_var.dtype), self.momentum)
 
     def forward(self, x: Tensor) -> Tensor:                                # (B, C, H, W)
+        """The fast path: `reference_forward`'s function in PyTorch's fused kernels."""
+        check_shape(x, "B C H W", name="input", dtype="float", C=self.num_channels)
+        if self.training:
+            self.update_estimates(x)
+        x = F.batch_norm(x, self.running_mean.clone(), self.running_var.clone(), self.weight, self.bias,
+                         training=False, eps=self.eps)                     # normalise with the estimates
+        return self.channel_norm(x)                                        # (B, C, H, W), F.group_norm
+
+    def reference_forward(self, x: Tensor) -> Tensor:                      # (B, C, H, W)
+        """Algorithm 1 written out."""
         check_shape(x, "B C H W", name="input", dtype="float", C=self.num_channels)
         if self.training:
             self.update_estimates(x)
         mean = self.running_mean.view(1, -1, 1, 1).clone()                 # constants for back-propagation
         std = torch.sqrt(self.running_var.view(1, -1, 1, 1) + self.eps)
         x = (x - mean) / std * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)   # batch knowledge
-        return self.channel_norm(x)                                        # (B, C, H, W), channel normalization
+        return self.channel_norm.reference_forward(x)                      # (B, C, H, W), channel normalization
 
     def extra_repr(self) -> str:
         groups = self.channel_norm.num_groups

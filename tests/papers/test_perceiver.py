@@ -208,9 +208,11 @@ def test_quick_permutation_claim_passed_follows_its_criterion(quick_claim):
     record = quick_claim("perceiver", "permutation")                     # run once (tests/test_claims_quick.py)
     m = record["metrics"]
     acc, effects, checks = m["test_accuracy"], m["effects"], m["checks"]
-    assert effects["perceiver_permuted_minus_original"] == 0.0           # the same training, by construction
+    assert effects["perceiver_permuted_minus_original"] == pytest.approx(acc["perceiver/permuted"]
+                                                                         - acc["perceiver/original"])
     assert effects["convnet_drop"] == pytest.approx(acc["convnet/original"] - acc["convnet/permuted"])
-    assert checks == {"perceiver_learned": acc["perceiver/original"] >= 70.0, "perceiver_invariant": True,
+    assert checks == {"perceiver_learned": acc["perceiver/original"] >= 70.0,
+                      "perceiver_invariant": abs(effects["perceiver_permuted_minus_original"]) <= 1.0,
                       "perceiver_uses_position": effects["perceiver_minus_constant_position"] >= 5.0,
                       "convnet_drops": effects["convnet_drop"] >= 5.0}
     assert record["passed"] == all(checks.values())

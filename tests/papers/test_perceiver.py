@@ -173,3 +173,49 @@ def test_save_and_load_round_trip_and_reset_classifier(tmp_path):
         assert torch.equal(model(x), loaded(x))
     model.reset_classifier(0)
     assert model(x).shape == (2, 16)
+
+
+# ----------------------------------------------------------------------------- the permutation claim
+
+
+def test_constant_position_perceiver_sees_a_set_of_pixels_and_keeps_their_intensities():
+    from archzoo.papers.perceiver.claims import ConstantPosition
+
+    model = tiny()
+    blind = ConstantPosition(model)
+    img = torch.randn(2, 2, 4, 5, dtype=torch.float64)
+    scrambled = img.reshape(2, 2, 20)[:, :, torch.randperm(20)].reshape(2, 2, 4, 5)      # pixels moved, no features
+    with torch.no_grad():
+        torch.testing.assert_close(blind(scrambled), blind(img))         # position-free: the same set of pixels
+        assert not torch.allclose(model(scrambled), model(img))          # with position features it is not
+        assert not torch.allclose(blind(img), blind(img.flip(0)))        # the intensities still reach the latents
+
+
+def test_validation_split_holds_out_other_training_images():
+    from archzoo.data import ImageData
+    from archzoo.papers.perceiver.claims import validation_split
+
+    x, y = torch.arange(60.0).reshape(60, 1, 1, 1), torch.arange(60) % 3
+    data = ImageData("toy", torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x[:9], y[:9]), 3,
+                     ["a", "b", "c"], 1, 1)
+    train_data, val = validation_split(data, n_train=20, n_val=10, n_test=5)
+    seen, held_out = set(train_data.train.tensors[0].flatten().tolist()), set(val.test.tensors[0].flatten().tolist())
+    assert len(seen) == 20 and len(held_out) == 10 and not seen & held_out
+    assert len(train_data.test) == 5 and val.train is train_data.train
+
+
+def test_quick_permutation_claim_passed_follows_its_criterion(quick_claim):
+    record = quick_claim("perceiver", "permutation")                     # run once (tests/test_claims_quick.py)
+    m = record["metrics"]
+    acc, effects, checks = m["test_accuracy"], m["effects"], m["checks"]
+    assert effects["perceiver_permuted_minus_original"] == pytest.approx(acc["perceiver/permuted"]
+                                                                         - acc["perceiver/original"])
+    assert effects["convnet_drop"] == pytest.approx(acc["convnet/original"] - acc["convnet/permuted"])
+    assert checks == {"perceiver_learned": acc["perceiver/original"] >= 70.0,
+                      "perceiver_invariant": abs(effects["perceiver_permuted_minus_original"]) <= 1.0,
+                      "perceiver_uses_position": effects["perceiver_minus_constant_position"] >= 5.0,
+                      "convnet_drops": effects["convnet_drop"] >= 5.0}
+    assert record["passed"] == all(checks.values())
+    for run, val in m["lr_sweep_val_accuracy"].items():                  # each run's lr is its best on validation
+        assert val[str(m["lr"][run])] == max(val.values())
+    assert m["lr"]["perceiver/permuted"] == m["lr"]["perceiver/original"]

@@ -1,3 +1,4 @@
+import json
 import os
 import runpy
 import socket
@@ -45,6 +46,10 @@ if __name__ == "__main__":
 # both ranks with all_to_all, applies them, sends the outputs back with all_to_all_reverse and backpropagates its
 # loss. Each rank checks outputs and gradients against the single-process computation over both ranks' tokens.
 EXPERT_SCRIPT = '''
+import json
+import sys
+from pathlib import Path
+
 import torch
 
 from archzoo.engine import distributed
@@ -93,6 +98,10 @@ def main():
     torch.testing.assert_close(x.grad, ref[r][0].grad, rtol=0, atol=1e-6)
     torch.testing.assert_close(local.grad, weights.grad[r * E_LOCAL:(r + 1) * E_LOCAL], rtol=0, atol=1e-6)
     assert local.grad.abs().sum() > 0
+    errors = {"outputs": float((y - y_ref[r]).abs().max()), "input_grads": float((x.grad - ref[r][0].grad).abs().max()),
+              "expert_grads": float((local.grad - weights.grad[r * E_LOCAL:(r + 1) * E_LOCAL]).abs().max()),
+              "tokens_received": len(received)}
+    Path(sys.argv[1], f"rank{r}.json").write_text(json.dumps(errors))          # read back by the test
     distributed.cleanup()
 
 
@@ -180,4 +189,7 @@ def test_two_gloo_processes_with_half_batches_match_one_process_with_the_whole_b
 def test_expert_exchange_on_two_gloo_processes_matches_one_process_in_outputs_and_gradients(tmp_path):
     script = tmp_path / "expert_script.py"
     script.write_text(EXPERT_SCRIPT)
-    launch(script, [], log_dir=tmp_path)
+    launch(script, [str(tmp_path)], log_dir=tmp_path)
+    errors = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all(e["outputs"] <= 1e-6 and e["input_grads"] <= 1e-6 and e["expert_grads"] <= 1e-6 for e in errors), errors
+    assert all(e["tokens_received"] > 0 for e in errors)                     # each rank served some tokens

@@ -9,12 +9,14 @@
 - `measure`: one module's time (median over repeats) and peak memory (`bench_module`, `peak_memory`);
 - `analysis`: log-log slopes (the empirical exponent of a cost) and the cost plots;
 - `markdown`: tables and the sections of `docs/benchmarks.md` that each suite owns;
-- the suites run by `archzoo bench <name>`: `models`, `norms` (papers register their layer pairs with
+- the suites run by `archzoo bench <name>`: one per family whose papers register parts with
+  `register_family_bench` (`science`, `moe`, ...), `models`, `norms` (papers register their layer pairs with
   `register_norm_bench`), `attention` and `tasks` (papers register with `register_attention_bench`).
 """
 
 from .analysis import loglog_slope, method_slopes, plot_cost_panels, plot_loglog
 from .attention import AttentionBenchSpec, attention_bench_specs, build_attention, register_attention_bench
+from .family import BenchOptions, family_parts, register_family_bench, run_family_bench
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import LiveTensorBytes, MiB, bench_module, peak_memory, time_step
 from .models import LARGE_MODEL_PARAMS, bench_image_model, model_reference, preset_on_meta, register_model_reference
@@ -26,5 +28,6 @@ __all__ = [
     "format_table", "write_section", "load_note", "load_now", "default_benchmarks_path",
     "register_model_reference", "model_reference", "preset_on_meta", "bench_image_model", "LARGE_MODEL_PARAMS",
     "register_norm_bench", "layer_pairs",
+    "register_family_bench", "run_family_bench", "family_parts", "BenchOptions",
     "register_attention_bench", "attention_bench_specs", "build_attention", "AttentionBenchSpec",
 ]

@@ -1,7 +1,12 @@
 """The FNO's claims on 1-D viscous Burgers (Sec. 5.1, 5.4, Table 3): accuracy, zero-shot super-resolution, and the
 comparison with a CNN of similar size. Data from our own pseudo-spectral solver (`archzoo.data.pdes`); training as
 in the authors' code (Adam, weight decay 1e-4, batch 20, the learning rate halved at every fifth of the run, the
-relative L2 loss), scaled down from 500 epochs to a few thousand steps.
+relative L2 loss), scaled down from 500 epochs (25,000 steps) to 800-1,000 steps.
+
+Calibration before the criteria were fixed (300-step runs, seed 0, 1,000 training functions, 200 test functions):
+FNO at 64 points 1.36% (1.36% on the same functions at 256 points), FNO at 256 points 1.79%; the CNN at 64 points
+11.9% (85% at 256 points); the heat equation alone 8.5%. The criteria ask for the paper's level (about 1.5%) and
+margins that the controls (heat equation, CNN) do not reach.
 """
 
 from __future__ import annotations

@@ -272,3 +272,11 @@ def test_preset_parameter_counts():
     # hopfield_mil: embedding 256 x 64 + query 64 + attention 4 x 64 x 64 + 64 + head 64 x 2 + 2
     assert counts["hopfield_mil"] == 256 * 64 + 64 + 4 * 64 * 64 + 64 + 130 == 33_026
     assert archzoo.create_model("hopfield_mil")(torch.randint(256, (2, 30))).shape == (2, 2)
+
+
+def test_one_step_retrieval_quick_claim_passes_with_the_control_failing(quick_claim):
+    record = quick_claim("hopfield", "one_step_retrieval")
+    metrics = record["metrics"]
+    assert record["passed"]
+    assert metrics["modern_one_update"]["masked, beta=1.0"]["512"] >= 0.99
+    assert metrics["classical_converged"]["masked"]["512"] <= 0.05

@@ -13,3 +13,83 @@ draws), not a claim. So is "the update equals attention".
 """
 
 from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...engine.claims import ClaimResult, claim
+from .energy import classical_retrieve, hebbian_weights, update
+
+CLASSICAL_CAPACITY = 0.138              # Amit, Gutfreund & Sompolinsky (1985): N_max = 0.138 d
+
+
+def corrupt(patterns: torch.Tensor, kind: str, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Queries from +-1 patterns: `mask` sets a random `fraction` of the units to 0 (unknown), `flip` flips them."""
+    hit = torch.rand(patterns.shape, generator=generator) < fraction
+    return torch.where(hit, torch.zeros_like(patterns) if kind == "mask" else -patterns, patterns)
+
+
+def exact_fraction(retrieved: torch.Tensor, targets: torch.Tensor) -> float:
+    """The fraction of queries whose retrieved state has the sign of its stored pattern in every unit."""
+    return float((torch.sign(retrieved) == targets).all(1).double().mean())
+
+
+@claim(
+    paper="hopfield",
+    statement=("Random binary patterns stored in a continuous modern Hopfield network far beyond the classical "
+               "capacity of 0.14 d are retrieved from masked or noisy queries by ONE update of Eq. 3 "
+               "(Theorems 3-4: exponential capacity, one-step retrieval), where the classical Hebbian network, "
+               "updated asynchronously until it settles, fails at the same number of patterns."),
+    criterion=("d = 64, beta = 1, mean over seeds of the fraction of probe queries retrieved exactly (the sign of "
+               "the state equals the stored pattern in all 64 units): the modern network after one update >= 0.99 "
+               "for masked (50% of units set to 0) and for noisy (10% of units flipped) queries at every N, up to "
+               "N = 65,536 = 1,024 d in the full run (7,400 x 0.14 d); the classical network (the control) >= 0.90 "
+               "at N = 4 (it works within its capacity for exact retrieval, about d / (4 ln d) = 3.8) and <= 0.05 "
+               "at every N >= d = 64"),
+    quick=dict(dim=64, patterns=(4, 64, 512), probes=200, betas=(1.0, 0.125), sweeps=20, seeds=1),
+    full=dict(dim=64, patterns=(4, 8, 16, 64, 256, 1024, 4096, 16384, 65536), probes=1000, betas=(1.0, 0.125),
+              sweeps=20, seeds=3),
+)
+def one_step_retrieval(cfg, ctx) -> ClaimResult:
+    queries = {"masked": ("mask", 0.5), "noisy": ("flip", 0.1)}
+    modern = {f"{q}, beta={b}": {n: [] for n in cfg.patterns} for q in queries for b in cfg.betas}
+    classical = {q: {n: [] for n in cfg.patterns} for q in queries}
+    nearest = {q: {n: [] for n in cfg.patterns} for q in queries}      # the nearest stored pattern, a ceiling
+    for seed, n in ctx.grid(cfg.seeds, cfg.patterns):
+        g = torch.Generator().manual_seed(1000 * seed + n)
+        X = torch.randint(0, 2, (n, cfg.dim), generator=g).double() * 2 - 1          # N random +-1 patterns
+        targets = X[torch.randint(n, (cfg.probes,), generator=g)]                     # (probes, d)
+        W = hebbian_weights(X)
+        for q, (kind, fraction) in queries.items():
+            xi = corrupt(targets, kind, fraction, g)
+            for beta in cfg.betas:
+                modern[f"{q}, beta={beta}"][n].append(exact_fraction(update(xi, X, beta), targets))
+            classical[q][n].append(exact_fraction(classical_retrieve(xi, W, cfg.sweeps, g), targets))
+            nearest[q][n].append(exact_fraction(X[(xi @ X.T).argmax(1)], targets))
+    mean = lambda table: {k: {n: float(np.mean(v)) for n, v in row.items()} for k, row in table.items()}  # noqa: E731
+    modern, classical, nearest = mean(modern), mean(classical), mean(nearest)
+    small = min(cfg.patterns)
+    passed = (all(modern[f"{q}, beta=1.0"][n] >= 0.99 for q in queries for n in cfg.patterns)
+              and all(classical[q][small] >= 0.90 for q in queries)
+              and all(classical[q][n] <= 0.05 for q in queries for n in cfg.patterns if n >= cfg.dim))
+    metrics = {"modern_one_update": modern, "classical_converged": classical, "nearest_pattern": nearest,
+               "classical_capacity": CLASSICAL_CAPACITY * cfg.dim,
+               "largest_n_over_classical_capacity": max(cfg.patterns) / (CLASSICAL_CAPACITY * cfg.dim)}
+    return ClaimResult(metrics=metrics, passed=passed, figure=plot_retrieval(modern, classical, cfg))
+
+
+def plot_retrieval(modern: dict, classical: dict, cfg):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for name, row in modern.items():
+        ax.plot(list(row), list(row.values()), "o-" if "beta=1.0" in name else "o:",
+                label=f"modern, one update, {name}")
+    for name, row in classical.items():
+        ax.plot(list(row), list(row.values()), "s--", label=f"classical Hebbian, converged, {name}")
+    ax.axvline(CLASSICAL_CAPACITY * cfg.dim, color="gray", lw=0.8)
+    ax.text(CLASSICAL_CAPACITY * cfg.dim * 1.1, 0.5, "0.14 d", color="gray")
+    ax.set(xscale="log", xlabel=f"stored patterns N (d = {cfg.dim})", ylabel="fraction retrieved exactly",
+           title="One-step retrieval of random binary patterns")
+    ax.legend(fontsize=7, loc="center left")
+    return fig

@@ -280,3 +280,9 @@ def test_one_step_retrieval_quick_claim_passes_with_the_control_failing(quick_cl
     assert record["passed"]
     assert metrics["modern_one_update"]["masked, beta=1.0"]["512"] >= 0.99
     assert metrics["classical_converged"]["masked"]["512"] <= 0.05
+
+
+def test_mil_quick_claim_reports_every_pooling_and_the_bayes_optimum(quick_claim):
+    metrics = quick_claim("hopfield", "mil_rare_witnesses")["metrics"]
+    assert set(metrics["test_accuracy"]["20"]) == {"hopfield", "mean", "max"}
+    assert 90 <= metrics["bayes_optimal"]["20"] <= 100

@@ -244,6 +244,8 @@ def test_the_mil_classifier_names_bad_inputs():
         model(torch.randn(2, 0, 8))
     with pytest.raises(ValueError, match="expected a floating-point tensor"):
         model(torch.ones(2, 5, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="a bag of 6 instances is longer than max_len=5"):
+        MILClassifier(2, in_features=8, max_len=5)(torch.randn(1, 6, 8))
     with pytest.raises(ValueError, match="exactly one of in_features and vocab_size"):
         MILClassifier(2, in_features=8, vocab_size=10)
     with pytest.raises(ValueError, match="pooling must be one of"):

@@ -92,19 +92,20 @@ class MILClassifier(Classifier, nn.Module):
 
     Instance encoder (Linear-ReLU-Linear-ReLU to `dim`, or an embedding of ids), then the bag pooling: `hopfield`
     (`HopfieldPooling` with `num_queries` learned state patterns, Sec. 3, Eq. 12) or the baselines `mean` and
-    `max` over instances, then a linear head. Every pooling is permutation invariant, so a bag is a set.
+    `max` over instances, then a linear head. Every pooling is permutation invariant, so a bag is a set. `max_len`
+    (optional) is the largest bag accepted: a larger one is a ValueError naming both sizes.
     `forward_features` returns the encoded instances (B, N, dim); `forward_head` pools and classifies.
     """
 
     def __init__(self, num_classes: int = 2, *, in_features: int | None = None, vocab_size: int | None = None,
                  dim: int = 64, pooling: str = "hopfield", heads: int = 4, dim_head: int = 16, num_queries: int = 1,
-                 beta: float | None = None):
+                 beta: float | None = None, max_len: int | None = None):
         super().__init__()
         if (in_features is None) == (vocab_size is None):
             raise ValueError(f"give exactly one of in_features and vocab_size, got {in_features} and {vocab_size}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.in_features, self.vocab_size, self.pooling_kind = in_features, vocab_size, pooling
+        self.in_features, self.vocab_size, self.pooling_kind, self.max_len = in_features, vocab_size, pooling, max_len
         self.encoder = (TokenEmbedding(vocab_size, dim) if vocab_size is not None else
                         nn.Sequential(nn.Linear(in_features, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU()))
         self.pool = HopfieldPooling(dim, heads, dim_head, num_queries, beta) if pooling == "hopfield" else None
@@ -119,6 +120,8 @@ class MILClassifier(Classifier, nn.Module):
             check_shape(x, "B N", name="ids")
         if x.shape[1] == 0:
             raise ValueError(f"input: a bag needs at least one instance, got shape {tuple(x.shape)}")
+        if self.max_len is not None and x.shape[1] > self.max_len:
+            raise ValueError(f"input: a bag of {x.shape[1]} instances is longer than max_len={self.max_len}")
         return self.encoder(x)
 
     def forward_head(self, h: Tensor, pre_logits: bool = False) -> Tensor:   # (B, N, dim)

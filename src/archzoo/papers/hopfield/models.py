@@ -23,11 +23,11 @@ def hopfield_small(vocab_size: int = 256, num_classes: int = 10, max_len: int = 
                                attention_kwargs=dict(beta=beta, update_steps=update_steps))
 
 
-@register_model(paper="hopfield", input_size=(100,), num_classes=2, task="sequence-classification")
-def hopfield_mil(vocab_size: int = 256, num_classes: int = 2, dim: int = 64, heads: int = 4, dim_head: int = 16,
-                 num_queries: int = 1, beta: float | None = None):
+@register_model(paper="hopfield", input_size=(1024,), num_classes=2, task="sequence-classification")
+def hopfield_mil(vocab_size: int = 256, num_classes: int = 2, max_len: int = 1024, dim: int = 64, heads: int = 4,
+                 dim_head: int = 16, num_queries: int = 1, beta: float | None = None):
     """Bags of instance ids (B, N) -> logits: embedded instances pooled by `HopfieldPooling` (Sec. 3, Eq. 12). The
-    bag is a set: no positions, any size (input_size names the bags of the claim, 100 instances). For bags of
-    feature vectors build `MILClassifier(in_features=D)`, as the claim does."""
+    bag is a set: no positions, so `max_len` (the largest bag accepted) costs nothing. For bags of feature vectors
+    build `MILClassifier(in_features=D)`, as the claim does."""
     return MILClassifier(num_classes, vocab_size=vocab_size, dim=dim, heads=heads, dim_head=dim_head,
-                         num_queries=num_queries, beta=beta)
+                         num_queries=num_queries, beta=beta, max_len=max_len)

@@ -19,6 +19,7 @@ moves by signal w / N along u, less than its own noise (1 / sqrt(N)) when N is l
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -63,18 +64,23 @@ def load_witness_bags(n_train: int = 2000, n_test: int = 1000, bag_size: int = 1
                       witnesses: int = 1, signal: float = 4.0, seed: int = 0):
     """The registered data set "witness_bags": train and test bags with the same hidden direction."""
     x, y, _, u = make_witness_bags(n_train + n_test, bag_size, dim, witnesses, signal, seed)
-    data = WitnessBags("witness_bags", TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[n_train:], y[n_train:]),
+    return WitnessBags("witness_bags", TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[n_train:], y[n_train:]),
                        num_classes=2, in_features=dim, direction=u, signal=signal, witnesses=witnesses)
-    return data
 
 
+@dataclass
 class WitnessBags:
-    """Bags of instance vectors: `train`/`test` TensorDatasets of (x (n, N, D) float32, y (n,) int64)."""
+    """Bags of instance vectors: `train`/`test` TensorDatasets of (x (n, N, D) float32, y (n,) int64), and the
+    hidden witness direction u with the signal and witness count that drew them."""
 
-    def __init__(self, name: str, train: TensorDataset, test: TensorDataset, *, num_classes: int, in_features: int,
-                 direction: Tensor, signal: float, witnesses: int):
-        self.name, self.train, self.test, self.num_classes = name, train, test, num_classes
-        self.in_features, self.direction, self.signal, self.witnesses = in_features, direction, signal, witnesses
+    name: str
+    train: TensorDataset
+    test: TensorDataset
+    num_classes: int
+    in_features: int
+    direction: Tensor
+    signal: float
+    witnesses: int
 
     def oracle_accuracy(self) -> float:
         """The Bayes-optimal test accuracy (percent), see `oracle_accuracy`."""

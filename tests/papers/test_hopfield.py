@@ -76,8 +76,9 @@ def test_the_energy_never_increases_under_the_update_and_stays_in_its_bounds():
 
 
 def test_a_well_separated_pattern_is_retrieved_in_one_update_within_the_exponential_bound():
-    """Theorem 4: |f(xi) - x_i| <= 2 (N - 1) exp(-beta Delta~) M with Delta~ = min_j xi^T (x_i - x_j), and the
-    stored pattern is a fixed point up to the same bound."""
+    """The exponentially small retrieval error (Sec. 2, Theorems 3-4) in the form that follows from the softmax
+    weights: f(xi) - x_i = sum_j p_j (x_j - x_i), so |f(xi) - x_i| <= 2 M (1 - p_i) <= 2 (N - 1) exp(-beta Delta~) M
+    with Delta~ = min_j xi^T (x_i - x_j); a stored pattern is a fixed point up to the same bound."""
     X = torch.sign(patterns(200, 64, seed=7))                                     # +-1 patterns, M = 8
     m = float(X.norm(dim=1).max())
     g = torch.Generator().manual_seed(8)

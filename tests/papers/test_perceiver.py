@@ -219,3 +219,18 @@ def test_quick_permutation_claim_passed_follows_its_criterion(quick_claim):
     for run, val in m["lr_sweep_val_accuracy"].items():                  # each run's lr is its best on validation
         assert val[str(m["lr"][run])] == max(val.values())
     assert m["lr"]["perceiver/permuted"] == m["lr"]["perceiver/original"]
+
+
+def test_step_flops_counts_a_linear_layers_forward_and_both_backward_products():
+    from archzoo.papers.perceiver.claims import step_flops
+
+    layer = torch.nn.Linear(8, 5, bias=False)
+    x = torch.randn(3, 8, requires_grad=True)
+    assert step_flops(layer, x) == 3 * (2 * 3 * 8 * 5)      # y = x W^T, dL/dx = g W, dL/dW = g^T x
+
+
+def test_linear_cost_records_flops_and_load_and_needs_a_quiet_machine(quick_claim):
+    record = quick_claim("perceiver", "linear_cost")
+    m = record["metrics"]
+    assert set(m["flops"]) == {"Perceiver", "self-attention"} and m["quiet"] is True
+    assert m["slopes"]["self-attention"]["flops"] > m["slopes"]["Perceiver"]["flops"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from archzoo.data import (
     DatasetUnavailable,
@@ -325,3 +326,12 @@ def test_options_a_loader_does_not_take_are_refused_by_name():
     refused = r"'digits' takes no option\(s\) \['bogus'\]; it takes \['test_size', 'seed'\]"
     with pytest.raises(ValueError, match=refused):
         load_dataset("digits", bogus=1)
+
+
+def test_validation_split_holds_out_other_training_images():
+    x, y = torch.arange(60.0).reshape(60, 1, 1, 1), torch.arange(60) % 3
+    data = ImageData("toy", TensorDataset(x, y), TensorDataset(x[:9], y[:9]), 3, ["a", "b", "c"], 1, 1)
+    train_data, val = data.validation_split(n_train=20, n_val=10, n_test=5)
+    seen, held_out = set(train_data.train.tensors[0].flatten().tolist()), set(val.test.tensors[0].flatten().tolist())
+    assert len(seen) == 20 and len(held_out) == 10 and not seen & held_out
+    assert len(train_data.test) == 5 and val.train is train_data.train

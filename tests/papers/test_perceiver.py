@@ -191,19 +191,6 @@ def test_constant_position_perceiver_sees_a_set_of_pixels_and_keeps_their_intens
         assert not torch.allclose(blind(img), blind(img.flip(0)))        # the intensities still reach the latents
 
 
-def test_validation_split_holds_out_other_training_images():
-    from archzoo.data import ImageData
-    from archzoo.papers.perceiver.claims import validation_split
-
-    x, y = torch.arange(60.0).reshape(60, 1, 1, 1), torch.arange(60) % 3
-    data = ImageData("toy", torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x[:9], y[:9]), 3,
-                     ["a", "b", "c"], 1, 1)
-    train_data, val = validation_split(data, n_train=20, n_val=10, n_test=5)
-    seen, held_out = set(train_data.train.tensors[0].flatten().tolist()), set(val.test.tensors[0].flatten().tolist())
-    assert len(seen) == 20 and len(held_out) == 10 and not seen & held_out
-    assert len(train_data.test) == 5 and val.train is train_data.train
-
-
 def test_quick_permutation_claim_passed_follows_its_criterion(quick_claim):
     record = quick_claim("perceiver", "permutation")                     # run once (tests/test_claims_quick.py)
     m = record["metrics"]

@@ -61,6 +61,18 @@ class ImageData:
         test = self.test if n_test is None else first(self.test, n_test)
         return replace(self, train=TensorDataset(x[keep], y[keep]), test=test)
 
+    def validation_split(self, n_train: int, n_val: int, n_test: int | None = None,
+                         seed: int = 0) -> tuple[ImageData, ImageData]:
+        """(data, val): `n_train` training images, and `val`, the same data with `n_val` other training images as
+        its test set, for choosing hyper-parameters without the test set. Both are drawn from one class-balanced
+        `subset(n_train + n_val)` and split by a seeded shuffle; the test set as in `subset`."""
+        pool = self.subset(min(n_train + n_val, len(self.train)), seed=seed, n_test=n_test)
+        order = torch.randperm(len(pool.train), generator=torch.Generator().manual_seed(seed))
+        x, y = pool.train.tensors
+        train = TensorDataset(x[order[:n_train]], y[order[:n_train]])
+        val = TensorDataset(x[order[n_train:]], y[order[n_train:]])
+        return replace(pool, train=train), replace(pool, train=train, test=val)
+
     def __repr__(self) -> str:
         shape = tuple(self.train.tensors[0].shape[1:])
         return (f"ImageData({self.name!r}, train={len(self.train)}, test={len(self.test)}, "

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -249,17 +249,6 @@ class ConstantPosition(nn.Module):
         return self.model.forward_head(self.model.forward_array(array))
 
 
-def validation_split(data, n_train: int, n_val: int, n_test: int):
-    """(data, val): `n_train` training images, and `val`, the same data with `n_val` other training images as its
-    test set (drawn from one class-balanced subset, split by a seeded shuffle); the first `n_test` test images."""
-    pool = data.subset(min(n_train + n_val, len(data.train)), seed=0, n_test=n_test)
-    order = torch.randperm(len(pool.train), generator=torch.Generator().manual_seed(0))
-    x, y = pool.train.tensors
-    train = TensorDataset(x[order[:n_train]], y[order[:n_train]])
-    val = TensorDataset(x[order[n_train:]], y[order[n_train:]])
-    return replace(pool, train=train), replace(pool, train=train, test=val)
-
-
 PERMUTATION_RUNS = ("perceiver/original", "perceiver/permuted", "perceiver_constant_position/original",
                     "convnet/original", "convnet/permuted")
 
@@ -293,7 +282,7 @@ def permutation_model(run: str, cfg, data, perm: Tensor) -> nn.Module:
               latent_heads=4, cnn_depth=8, cnn_width=16, steps=400, batch_size=32, lrs=(1e-3, 3e-3), seeds=2),
 )
 def permutation(cfg, ctx) -> ClaimResult:
-    data, val = validation_split(ctx.dataset("fashion-mnist", fallback="digits"), cfg.n_train, cfg.n_val, cfg.n_test)
+    data, val = ctx.dataset("fashion-mnist", fallback="digits").validation_split(cfg.n_train, cfg.n_val, cfg.n_test)
     perm = torch.randperm(data.img_size ** 2, generator=torch.Generator().manual_seed(1234))   # fixed for all
     swept = [r for r in PERMUTATION_RUNS if r != "perceiver/permuted"]
     val_acc = {r: {} for r in swept}

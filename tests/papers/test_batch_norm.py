@@ -258,3 +258,18 @@ def test_layers_and_presets_are_registered_under_the_paper():
     paper = archzoo.get_paper("batch_norm")
     assert {"BatchNorm1d", "BatchNorm2d"} <= set(paper.layers)
     assert {"mnist_mlp", "mnist_mlp_bn"} <= set(paper.models)
+
+
+def test_steps_to_target_needs_the_running_mean_of_three_evaluations_to_reach_it():
+    from archzoo.papers.batch_norm.claims import running_mean, steps_to
+
+    assert running_mean([60.0, 90.0, 60.0, 90.0]) == [60.0, 75.0, 70.0, 80.0]
+    run = {"step": [0, 25, 50, 75], "accuracy": [60.0, 90.0, 60.0, 90.0]}   # one lucky evaluation is not enough
+    assert steps_to(run, 78.0, cap=100) == 75 and steps_to(run, 85.0, cap=100) == 100
+
+
+def test_quick_fewer_steps_claim_sweeps_the_plain_lr_and_targets_the_plain_maximum(quick_claim):
+    m = quick_claim("batch_norm", "fewer_steps_to_target")["metrics"]
+    assert set(m["lr_sweep_val_plateau"]) == {"0.03"} and m["lr"]["bn_x5"] == 5 * m["lr"]["plain"]
+    assert m["target_accuracy"] == pytest.approx(sum(m["plain_max_per_seed"]) / len(m["plain_max_per_seed"]))
+    assert m["halve_every"]["bn_x5"] < m["halve_every"]["plain"]

@@ -44,6 +44,7 @@ from .registry import (
 )
 from .samples import list_images, load_image
 from .scenes import SceneData, ShapeScenes, load_scenes, make_scenes
+from .spirals import Spirals, make_spirals
 from .tasks import (
     IGNORE_INDEX,
     SequenceTask,
@@ -145,5 +146,5 @@ __all__ = [
     "CharTokenizer", "load_image", "list_images", "load_image_folder", "download", "load_text", "load_task",
     "evaluate_listops",
     "make_copy", "make_duplication", "make_associative_recall", "make_listops", "make_retrieval", "IGNORE_INDEX",
-    "make_scenes", "load_scenes", "ShapeScenes", "SceneData",
+    "make_scenes", "load_scenes", "ShapeScenes", "SceneData", "Spirals", "make_spirals",
 ]

@@ -34,12 +34,14 @@ def memory_vs_nfe(nfes, *, batch: int = 32, width: int = 64, side: int = 6, repe
 
 def bench_neural_ode(opts: BenchOptions) -> str:
     nfes = (8, 16, 32) if opts.quick else (8, 16, 32, 64, 128, 256)
-    rows, slopes = memory_vs_nfe(nfes, batch=4 if opts.quick else 32, width=16 if opts.quick else 64,
-                                 repeats=opts.repeats, warmup=opts.warmup, device=opts.device)
+    batch, width = (4, 16) if opts.quick else (32, 64)
+    rows, slopes = memory_vs_nfe(nfes, batch=batch, width=width, repeats=opts.repeats, warmup=opts.warmup,
+                                 device=opts.device)
     slope_text = "; ".join(f"{m}: memory {s['peak_mb']:.2f}, time {s['time_ms']:.2f}" for m, s in slopes.items())
     return "\n\n".join([
         "### neural_ode: adjoint vs. backpropagation through the solver, against NFE",
-        "ODE-Net's ODE block (64 channels, 6x6, batch 32) solved by rk4, NFE = 4 x steps; forward+backward. "
+        f"ODE-Net's ODE block ({width} channels, 6x6, batch {batch}) solved by rk4, NFE = 4 x steps; "
+        "forward+backward, `size` = NFE, ratio = adjoint time / backprop time. "
         f"Log-log slopes against NFE: {slope_text} (the adjoint's memory slope should be ~0, backprop's ~1).",
         format_table(rows, ["method", "size", "time_ms", "peak_mb", "ratio"]),
     ])

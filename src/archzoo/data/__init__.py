@@ -46,6 +46,7 @@ from .registry import (
 )
 from .samples import list_images, load_image
 from .scenes import SceneData, ShapeScenes, load_scenes, make_scenes
+from .spirals import Spirals, make_spirals
 from .tasks import (
     IGNORE_INDEX,
     SequenceTask,
@@ -147,6 +148,6 @@ __all__ = [
     "CharTokenizer", "load_image", "list_images", "load_image_folder", "download", "load_text", "load_task",
     "evaluate_listops",
     "make_copy", "make_duplication", "make_associative_recall", "make_listops", "make_retrieval", "IGNORE_INDEX",
-    "make_scenes", "load_scenes", "ShapeScenes", "SceneData",
+    "make_scenes", "load_scenes", "ShapeScenes", "SceneData", "Spirals", "make_spirals",
     "PDEData", "load_burgers", "load_darcy", "solve_burgers", "solve_darcy",
 ]

@@ -4,10 +4,11 @@ Every preset builds on the meta device with the `pretrained_cfg` it declares. Th
 configuration of each preset: batch 2; images of 32 px (at least the preset's `min_input_size`; for a preset with a
 fixed input size, the smallest multiple of its minimum side from 32 px up, e.g. 42 px for 14 px patches) through
 `img_size` where the preset takes it; sequences of 64 tokens over a vocabulary of 64 (`max_len`, `seq_len`,
-`vocab_size`); 10 classes for image classifiers. The size rule: a preset whose small configuration still has more
-than 30M parameters (counted on the meta device) is built on the meta device only and its forward checks are
-skipped: a smaller preset of the same class runs them, or, where none exists (Perceiver, Longformer), the paper's
-own tests build the class small.
+`vocab_size`); 10 classes for image classifiers; 64 points of [-1, 1]^D for coordinate networks (task
+`coordinate-regression`, input_size (D,), output (B, 64, out_features), no classifier interface). The size rule:
+a preset whose small configuration still has more than 30M parameters (counted on the meta device) is built on
+the meta device only and its forward checks are skipped: a smaller preset of the same class runs them, or, where
+none exists (Perceiver, Longformer), the paper's own tests build the class small.
 
 Forward checks: the declared output shape and finite values in train and eval mode (a fresh model in eval mode on a
 normal input included), the bad-input battery for images (float64 and float16 are cast; uint8, wrong channels, wrong
@@ -33,7 +34,8 @@ from archzoo.registry import IMAGE_TASKS, accepted_kwargs, get_pretrained_cfg
 MAX_PARAMS = 30e6            # the size rule: above it (in the small configuration) a preset is built on meta only
 BATCH, SIDE, LENGTH, VOCAB, CLASSES = 2, 32, 64, 64, 10
 TASKS = ("image-classification", "panoptic-segmentation", "sequence-classification", "language-modeling",
-         "masked-language-modeling")
+         "masked-language-modeling", "coordinate-regression")
+COORDINATES = "coordinate-regression"        # implicit representations: coordinates (B, N, D) -> values (B, N, C)
 
 
 @dataclass
@@ -100,6 +102,8 @@ class Preset:
     def input(self, batch: int = BATCH) -> torch.Tensor:
         """A normal input of the small model's `pretrained_cfg["input_size"]` (images at `SIDE` where free)."""
         cfg, gen = self.pristine.pretrained_cfg, torch.Generator().manual_seed(1)
+        if cfg["task"] == COORDINATES:                   # LENGTH points of [-1, 1]^D
+            return torch.rand(batch, LENGTH, cfg["input_size"][0], generator=gen) * 2 - 1
         if not self.image:
             n = min(LENGTH, cfg["input_size"][0])
             return torch.randint(self.pristine.vocab_size, (batch, n), generator=gen)
@@ -110,7 +114,10 @@ class Preset:
 
     def output_shape(self, model: nn.Module, x: torch.Tensor):
         """The output shape that the task and `num_classes` in `pretrained_cfg` declare for input `x`."""
-        task, width = model.pretrained_cfg["task"], model.pretrained_cfg["num_classes"] or model.num_features
+        task = model.pretrained_cfg["task"]
+        if task == COORDINATES:
+            return (*x.shape[:-1], model.out_features)
+        width = model.pretrained_cfg["num_classes"] or model.num_features
         if task == "panoptic-segmentation":
             b, _, h, w = x.shape
             return {"semantic": (b, width, h, w), "center": (b, 1, h, w), "offset": (b, 2, h, w)}
@@ -149,7 +156,7 @@ def image_preset(preset) -> Preset:
 
 @pytest.fixture
 def classifier(preset) -> Preset:
-    if preset.declared["task"] == "panoptic-segmentation":
+    if preset.declared["task"] in ("panoptic-segmentation", COORDINATES):
         pytest.skip("not a classifier")
     return preset
 

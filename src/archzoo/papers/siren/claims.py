@@ -231,8 +231,8 @@ def plot_activations(samples: dict, mean_ks: dict, cfg):
                "gradients, each network at its best learning rate of `lrs` (mean over seeds): "
                "SIREN >= ReLU P.E. + 5 dB"),
     quick=dict(side=16, hidden_features=16, hidden_layers=1, steps=6, lrs=(1e-4, 1e-3), eval_every=3, seeds=1),
-    full=dict(side=64, hidden_features=128, hidden_layers=3, steps=200, lrs=(1e-4, 3e-4, 1e-3, 3e-3), eval_every=25,
-              seeds=1),
+    full=dict(side=64, hidden_features=128, hidden_layers=3, steps=200, lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+              eval_every=25, seeds=1),
 )
 def poisson_reconstruction(cfg, ctx) -> ClaimResult:
     results, coords, values, metrics = compare_on_image(cfg, ctx, ("relu_pe", "siren"), supervise="gradients")

@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 FIRST_OMEGA_0 = 30.0          # Sec. 3.2: omega_0 = 30 in the first layer (and, in the authors' code, in the others)
@@ -59,8 +60,11 @@ class SineLayer(nn.Module):
             self.linear.weight.uniform_(-bound, bound)
 
     def preactivation(self, x: Tensor) -> Tensor:          # (..., in) -> (..., out)
-        """omega_0 (W x + b): what the sine is applied to (N(0, 1) at init for hidden layers, Theorem 1)."""
-        return self.omega_0 * self.linear(x)
+        """omega_0 (W x + b): what the sine is applied to (N(0, 1) at init for hidden layers, Theorem 1).
+
+        Computed as (omega_0 W) x + omega_0 b, the same function with omega_0 applied to the (out, in) weights
+        instead of the (..., out) outputs: one pass less over the activations, forward and backward."""
+        return F.linear(x, self.omega_0 * self.linear.weight, self.omega_0 * self.linear.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.sin(self.preactivation(x))

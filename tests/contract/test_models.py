@@ -4,11 +4,12 @@ Every preset builds on the meta device with the `pretrained_cfg` it declares. Th
 configuration of each preset: batch 2; images of 32 px (at least the preset's `min_input_size`; for a preset with a
 fixed input size, the smallest multiple of its minimum side from 32 px up, e.g. 42 px for 14 px patches) through
 `img_size` where the preset takes it; sequences of 64 tokens over a vocabulary of 64 (`max_len`, `seq_len`,
-`vocab_size`); 10 classes for image classifiers; 64 points of [-1, 1]^D for coordinate networks (task
-`coordinate-regression`, input_size (D,), output (B, 64, out_features), no classifier interface). The size rule:
-a preset whose small configuration still has more than 30M parameters (counted on the meta device) is built on
-the meta device only and its forward checks are skipped: a smaller preset of the same class runs them, or, where
-none exists (Perceiver, Longformer), the paper's own tests build the class small.
+`vocab_size`); 10 classes for image classifiers; operators (task "operator", input_size (channels, *grid)) map
+fields on a grid of at most 32 points per axis to fields on the same grid; 64 points of [-1, 1]^D for coordinate
+networks (task `coordinate-regression`, input_size (D,), output (B, 64, out_features), no classifier interface). The
+size rule: a preset whose small configuration still has more than 30M parameters (counted on the meta device) is
+built on the meta device only and its forward checks are skipped: a smaller preset of the same class runs them, or,
+where none exists (Perceiver, Longformer), the paper's own tests build the class small.
 
 Forward checks: the declared output shape and finite values in train and eval mode (a fresh model in eval mode on a
 normal input included), the bad-input battery for images (float64 and float16 are cast; uint8, wrong channels, wrong
@@ -34,7 +35,7 @@ from archzoo.registry import IMAGE_TASKS, accepted_kwargs, get_pretrained_cfg
 MAX_PARAMS = 30e6            # the size rule: above it (in the small configuration) a preset is built on meta only
 BATCH, SIDE, LENGTH, VOCAB, CLASSES = 2, 32, 64, 64, 10
 TASKS = ("image-classification", "panoptic-segmentation", "sequence-classification", "language-modeling",
-         "masked-language-modeling", "coordinate-regression")
+         "masked-language-modeling", "operator", "coordinate-regression")
 COORDINATES = "coordinate-regression"        # implicit representations: coordinates (B, N, D) -> values (B, N, C)
 
 
@@ -51,6 +52,11 @@ class Preset:
     @property
     def image(self) -> bool:
         return self.declared["task"] in IMAGE_TASKS
+
+    @property
+    def operator(self) -> bool:
+        """A field-to-field operator (FNO): input (C, *grid), output (out_channels, *grid) on the same grid."""
+        return self.declared["task"] == "operator"
 
     @cached_property
     def side(self) -> int:
@@ -104,6 +110,9 @@ class Preset:
         cfg, gen = self.pristine.pretrained_cfg, torch.Generator().manual_seed(1)
         if cfg["task"] == COORDINATES:                   # LENGTH points of [-1, 1]^D
             return torch.rand(batch, LENGTH, cfg["input_size"][0], generator=gen) * 2 - 1
+        if self.operator:                                  # the declared grid, at most SIDE points per axis
+            c, *grid = cfg["input_size"]
+            return torch.randn(batch, c, *(min(n, SIDE) for n in grid), generator=gen)
         if not self.image:
             n = min(LENGTH, cfg["input_size"][0])
             return torch.randint(self.pristine.vocab_size, (batch, n), generator=gen)
@@ -118,6 +127,8 @@ class Preset:
         if task == COORDINATES:
             return (*x.shape[:-1], model.out_features)
         width = model.pretrained_cfg["num_classes"] or model.num_features
+        if task == "operator":
+            return (x.shape[0], model.out_channels, *x.shape[2:])
         if task == "panoptic-segmentation":
             b, _, h, w = x.shape
             return {"semantic": (b, width, h, w), "center": (b, 1, h, w), "offset": (b, 2, h, w)}
@@ -156,7 +167,7 @@ def image_preset(preset) -> Preset:
 
 @pytest.fixture
 def classifier(preset) -> Preset:
-    if preset.declared["task"] in ("panoptic-segmentation", COORDINATES):
+    if preset.declared["task"] in ("panoptic-segmentation", "operator", COORDINATES):
         pytest.skip("not a classifier")
     return preset
 
@@ -169,6 +180,8 @@ def test_builds_on_the_meta_device_as_its_pretrained_cfg_declares(preset):
     assert cfg["task"] in TASKS
     if preset.image:
         assert len(cfg["input_size"]) == 3 and len(cfg["mean"]) == len(cfg["std"]) == cfg["input_size"][0]
+    elif preset.operator:
+        assert len(cfg["input_size"]) in (2, 3)                     # (channels, *grid), 1-D or 2-D
     else:
         assert len(cfg["input_size"]) == 1
     with torch.device("meta"):

@@ -24,6 +24,7 @@ from archzoo.papers.evonorm import (
     regularized_evolution,
     worst_case_grad_norm,
 )
+from archzoo.papers.evonorm.claims import PerWorker
 from archzoo.papers.evonorm.search_space import INITIAL_NODES
 
 EPS = 1e-5
@@ -250,3 +251,23 @@ def test_an_s0_network_fits_a_fixed_batch():
         F.cross_entropy(model(x), y).backward()
         opt.step()
     assert F.cross_entropy(model(x), y).item() < 0.5 * first
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def test_per_worker_statistics_change_bn_relu_and_leave_s0_unchanged():
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 5, 5, dtype=torch.float64)
+    s0 = randomize(EvoNormS0(4, groups=2)).double().train()
+    torch.testing.assert_close(PerWorker(s0, 2)(x), s0(x))                # why the claim runs S0 at 2 per worker only
+    bn = torch.nn.Sequential(torch.nn.BatchNorm2d(4), torch.nn.ReLU()).double().train()
+    assert not torch.allclose(PerWorker(bn, 2)(x), bn(x))                  # BN's statistics come from 2 images
+
+
+def test_s0_batch_independence_quick_claim_sweeps_each_setting(quick_claim):
+    metrics = quick_claim("evonorm", "s0_batch_independence")["metrics"]
+    assert set(metrics["error"]) == {"bn_relu@8", "bn_relu@2", "evonorm_s0@2"}
+    assert all(set(v) == {"0.1"} for v in metrics["val_error"].values())  # one validation error per swept lr
+    error = metrics["error"]
+    assert metrics["bn_small_minus_s0"] == pytest.approx(error["bn_relu@2"] - error["evonorm_s0@2"])

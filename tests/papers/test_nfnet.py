@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from scipy import integrate, stats
 
 import archzoo
-from archzoo.engine.train import train
+from archzoo.engine.schedules import warmup_schedule
+from archzoo.engine.trainer import Trainer, supervised_step
 from archzoo.papers.nfnet import (
-    AGC,
     GAMMA,
+    AdaptiveGradClip,
     NFBlock,
     NFNet,
     ScaledActivation,
@@ -21,7 +22,7 @@ from archzoo.papers.nfnet import (
     signal_propagation,
     unitwise_norm,
 )
-from archzoo.papers.nfnet.claims import BNPreActResNet, nf_resnet
+from archzoo.papers.nfnet.claims import BNPreActResNet, largest_good_lr, nf_resnet
 from archzoo.papers.nfnet.models import VARIANTS, expected_variances
 
 
@@ -129,46 +130,83 @@ def test_agc_treats_a_vector_as_one_unit_and_a_conv_kernel_per_output_channel():
     torch.testing.assert_close(unitwise_norm(k).flatten(), k.flatten(1).norm(dim=1))
 
 
-def test_agc_optimizer_equals_sgd_on_clipped_gradients_and_skips_the_classifier():
-    torch.manual_seed(0)
-    model = archzoo.create_model("nfnet_small", drop_rate=0.0, stochdepth_rate=0.0)
-    reference = archzoo.create_model("nfnet_small", drop_rate=0.0, stochdepth_rate=0.0)
-    reference.load_state_dict(model.state_dict())
+def small_nfnet(seed: int = 0) -> NFNet:
+    torch.manual_seed(seed)
+    return archzoo.create_model("nfnet_small", drop_rate=0.0, stochdepth_rate=0.0)
+
+
+def agc_trainer(model, data, *, steps: int, lr: float = 1.0, momentum: float = 0.0, **kw) -> Trainer:
+    sgd = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0)
+    return Trainer(model, sgd, warmup_schedule(sgd, steps=steps, warmup_steps=2), steps=steps, data=data,
+                   batch_size=8, hooks=[AdaptiveGradClip(clipping=1e-4)], progress=False, **kw)
+
+
+def test_agc_hook_equals_sgd_on_gradients_clipped_by_the_function_and_skips_the_classifier():
+    model, reference = small_nfnet(), small_nfnet()
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    opt = AGC(torch.optim.SGD(model.parameters(), lr=1.0), model, clipping=1e-4)
-    ref_opt = torch.optim.SGD(reference.parameters(), lr=1.0)
-    for net in (model, reference):
-        F.cross_entropy(net(x), y).backward()
+    agc_trainer(model, torch.utils.data.TensorDataset(x, y), steps=1).fit()    # one step on the batch (shuffled)
+    F.cross_entropy(reference(x), y).backward()
     raw = {n: p.grad.clone() for n, p in reference.named_parameters()}
     adaptive_grad_clip_([p for n, p in reference.named_parameters() if not n.startswith("fc.")], clipping=1e-4)
     assert sum(not torch.equal(raw[n], p.grad) for n, p in reference.named_parameters()) > 10     # it clips
-    opt.step()
-    ref_opt.step()
+    torch.testing.assert_close(model.fc.weight.grad, raw["fc.weight"])              # the classifier is not clipped
+    torch.optim.SGD(reference.parameters(), lr=1.0 / 2).step()                      # warm-up: step 1 of 2
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, msg=name)
-    fc_grad = raw["fc.weight"]
-    assert torch.equal(model.fc.weight.grad, fc_grad)                     # the final linear layer is not clipped
-    assert opt.param_groups is opt.optimizer.param_groups
 
 
-def test_agc_optimizer_runs_in_the_engine_with_a_schedule_and_the_loss_falls():
-    torch.manual_seed(0)
-    model = archzoo.create_model("nfnet_small", drop_rate=0.0, stochdepth_rate=0.0)
-    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    data = torch.utils.data.TensorDataset(x, y)
-    result = train(model, data, steps=15, batch_size=16, lr=1.0, warmup_steps=2, progress=False,
-                   optimizer=lambda m: AGC(torch.optim.SGD(m.parameters(), lr=1.0, momentum=0.9, nesterov=True), m))
-    losses = [h["loss"] for h in result.history]
-    assert losses[-1] < 0.5 * losses[0]                                    # memorizes a fixed batch
-    assert result.history[-1]["lr"] < result.history[3]["lr"]              # the cosine schedule reached AGC's groups
+def test_agc_hook_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    data = torch.utils.data.TensorDataset(torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,)))
+    whole = small_nfnet()
+    expected = agc_trainer(whole, data, steps=4, momentum=0.9).fit()
+
+    calls = []
+
+    def crash_after_two(net, batch):                                       # a process killed in step 3
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return F.cross_entropy(net(batch[0]), batch[1])
+
+    with pytest.raises(KeyboardInterrupt):
+        agc_trainer(small_nfnet(), data, steps=4, momentum=0.9, step=supervised_step(crash_after_two),
+                    checkpoint_dir=tmp_path, checkpoint_every=2).fit()
+    resumed = small_nfnet(seed=1)                                           # other weights: all state from the file
+    result = agc_trainer(resumed, data, steps=4, momentum=0.9, checkpoint_dir=tmp_path).fit(resume=True)
+    assert all(torch.equal(p, q) for p, q in zip(whole.parameters(), resumed.parameters()))
+    assert result.history == expected.history
+
+
+def test_agc_hook_trains_at_a_rate_where_plain_sgd_diverges():
+    data = torch.utils.data.TensorDataset(torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,)))
+
+    def fit(hooks):
+        model = small_nfnet()
+        sgd = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9, nesterov=True)
+        return Trainer(model, sgd, warmup_schedule(sgd, steps=15, warmup_steps=2), steps=15, data=data,
+                       batch_size=16, hooks=hooks, progress=False).fit()
+
+    with pytest.raises(FloatingPointError):                                # NaN loss within 15 steps without AGC
+        fit(hooks=[])
+    losses = [h["loss"] for h in fit(hooks=[AdaptiveGradClip()]).history]
+    assert losses[-1] < 0.5 * losses[0]                                    # with it, it memorizes the batch at lr 1
+
+
+def test_largest_good_lr_is_the_largest_rate_above_the_threshold():
+    assert largest_good_lr({0.1: 90.0, 0.2: 50.0, 0.4: 91.0, 0.8: 0.0}, threshold=88.0) == 0.4
+    assert largest_good_lr({0.1: 80.0}, threshold=88.0) is None
 
 
 def test_agc_rejects_bad_arguments():
     with pytest.raises(ValueError, match="clipping"):
         adaptive_grad_clip_([torch.zeros(2, requires_grad=True)], clipping=0.0)
+    with pytest.raises(ValueError, match="clipping"):
+        AdaptiveGradClip(clipping=-0.01)
     model = BNPreActResNet((1,), (8,), strides=(1,))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), steps=1, hooks=[AdaptiveGradClip()],
+                      data=torch.utils.data.TensorDataset(torch.rand(2, 3, 8, 8)), batch_size=2, progress=False)
     with pytest.raises(ValueError, match="unclipped"):
-        AGC(torch.optim.SGD(model.parameters(), lr=0.1), model)           # it has no `fc`
+        trainer.fit()                                                      # it has no `fc`
 
 
 # ----------------------------------------------------------------------------- alpha / beta bookkeeping
@@ -293,6 +331,8 @@ def test_every_preset_and_layer_is_registered_under_the_paper():
 def test_quick_claim_metrics(quick_claim, name):
     metrics = quick_claim("nfnet", name)["metrics"]                      # run once (tests/test_claims_quick.py)
     if name == "agc_large_batch":
-        assert set(metrics["test_accuracy"]) == {"agc", "no_agc"}
+        assert set(metrics["test_accuracy"]) == {"none", "agc", "clip"}
+        assert set(metrics["mean_test_accuracy"]["agc"]) == {"0.05", "0.8"}     # one entry per swept lr
+        assert metrics["trains_well_threshold"] == metrics["best_accuracy"]["none"] - 3.0
     else:
         assert len(metrics["nf_over_bn_variance"]) == 8

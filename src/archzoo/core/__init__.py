@@ -3,7 +3,7 @@ attention protocol and full attention, the Transformer with pluggable attention 
 token, patch and positional embeddings, and ResNet's blocks, stages and networks with pluggable norm,
 convolution and activation layers."""
 
-from .attention import FullAttention, MapSelfAttention, attention_inputs
+from .attention import FullAttention, MapSelfAttention, attention_inputs, padding_keep
 from .checks import as_model_dtype, cast_floating, check_image, check_shape
 from .classifier import Classifier, init_head
 from .embeddings import (
@@ -20,7 +20,8 @@ from .sequence import SequenceTransformer, token_accuracy
 from .transformer import Transformer, TransformerBlock
 
 __all__ = ["check_shape", "check_image", "as_model_dtype", "cast_floating", "Classifier", "init_head",
-           "FullAttention", "MapSelfAttention", "attention_inputs", "Transformer", "TransformerBlock", "MLP",
+           "FullAttention", "MapSelfAttention", "attention_inputs", "padding_keep", "Transformer", "TransformerBlock",
+           "MLP",
            "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding", "sincos_2d", "PatchEmbed",
            "TokenEmbedding", "check_token_ids", "build_feedforward", "register_feedforward", "SequenceTransformer",
            "token_accuracy", "BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ResNetBase", "make_shortcut",

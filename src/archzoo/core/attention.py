@@ -54,6 +54,22 @@ def attention_inputs(x: Tensor, context: Tensor | None, mask: Tensor | None, cau
     return x, kv
 
 
+def padding_keep(mask: Tensor | None, causal: bool, n: int, m: int) -> tuple[Tensor | None, Tensor | None]:
+    """The boolean `attn_mask` of `scaled_dot_product_attention` for a padding mask (B, M), and the keyless queries.
+
+    Returns (keep, empty): keep (B, 1, N or 1, M), True where query i may attend to key j (with `causal`, also
+    j <= i), except that a query with no key at all may attend anywhere so that the softmax has no NaN; `empty`
+    (B, 1, N or 1, 1) marks those queries, whose outputs the caller sets to zero. (None, None) without a mask.
+    """
+    if mask is None:
+        return None, None
+    keep = rearrange(mask, "b m -> b 1 1 m")                                   # (B, 1, 1, M)
+    if causal:
+        keep = keep & torch.ones(n, m, dtype=torch.bool, device=mask.device).tril()   # (B, 1, N, M)
+    empty = ~keep.any(-1, keepdim=True)                                        # (B, 1, N or 1, 1) no key at all
+    return keep | empty, empty                                                 # attend anywhere, zeroed after
+
+
 @register_attention("full")
 class FullAttention(nn.Module):
     r"""Multi-head scaled dot-product attention (Vaswani et al., 2017, arXiv:1706.03762, Sec. 3.2).
@@ -91,13 +107,7 @@ class FullAttention(nn.Module):
         k = rearrange(self.to_k(kv), "b m (h d) -> b h m d", h=self.heads)     # (B, H, M, d)
         v = rearrange(self.to_v(kv), "b m (h d) -> b h m d", h=self.heads)     # (B, H, M, d)
 
-        keep, empty = None, None
-        if mask is not None:
-            keep = rearrange(mask, "b m -> b 1 1 m")                           # (B, 1, 1, M)
-            if causal:
-                keep = keep & torch.ones(n, m, dtype=torch.bool, device=x.device).tril()   # (B, 1, N, M)
-            empty = ~keep.any(-1, keepdim=True)                                # (B, 1, N or 1, 1) no key at all
-            keep = keep | empty                                                # attend anywhere, zeroed below
+        keep, empty = padding_keep(mask, causal, n, m)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.dropout if self.training else 0.0,
                                              is_causal=causal and mask is None)  # (B, H, N, d)
         out = self.to_out(rearrange(out, "b h n d -> b n (h d)"))              # (B, N, dim)

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from ...engine.hooks import Hook, parameters_of
 
 
 def unitwise_norm(x: Tensor) -> Tensor:
@@ -51,50 +53,41 @@ def adaptive_grad_clip_(parameters: Tensor | Iterable[Tensor], clipping: float =
         p.grad.mul_(scale)
 
 
-class AGC(torch.optim.Optimizer):
-    """An optimizer that applies AGC (Eq. 3 of arXiv:2102.06171) to the gradients before the wrapped optimizer steps.
+class AdaptiveGradClip(Hook):
+    """AGC (Eq. 3 of arXiv:2102.06171) as a Trainer hook: after every backward pass, before the optimizer steps, the
+    gradients of the optimizer's parameters are clipped unit-wise by `adaptive_grad_clip_`, for any model and any
+    optimizer:
 
-        opt = AGC(torch.optim.SGD(model.parameters(), lr=0.4, momentum=0.9, nesterov=True), model, clipping=0.01)
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.4, momentum=0.9, nesterov=True), ...,
+                hooks=[AdaptiveGradClip(clipping=0.01)])
 
     The parameters of the modules named in `skip` (default: the final classifier `fc`, which the paper does not
-    clip, Sec. 4.1) are passed through unclipped. The wrapper shares the wrapped optimizer's `param_groups` and
-    `state`, so learning-rate schedulers, `state_dict` and checkpoints work as with the optimizer itself, and
-    `engine.train(..., optimizer=lambda m: AGC(...))` uses it directly. Under a fp16 GradScaler the gradients are
-    unscaled before `step`, so the ratios are measured on true gradients.
+    clip, Sec. 4.1) of the trainer's model `model` are passed through unclipped. The gradients it sees are
+    unscaled under a fp16 GradScaler, so the ratios are measured on true gradients. The hook has no state: a
+    resumed run clips exactly as an uninterrupted one.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module, clipping: float = 0.01, eps: float = 1e-3,
-                 skip: tuple[str, ...] = ("fc",)):
+    def __init__(self, clipping: float = 0.01, eps: float = 1e-3, skip: tuple[str, ...] = ("fc",),
+                 model: str = "model"):
         if clipping <= 0 or eps <= 0:
             raise ValueError(f"clipping and eps must be > 0, got {clipping} and {eps}")
-        self.optimizer, self.clipping, self.eps = optimizer, clipping, eps
+        self.clipping, self.eps, self.skip, self.model = clipping, eps, tuple(skip), model
+        self.skipped: set[int] = set()
+
+    def on_fit_start(self, trainer) -> None:
+        if self.model not in trainer.models:
+            raise ValueError(f"AdaptiveGradClip: no model named {self.model!r}; the trainer has "
+                             f"{', '.join(trainer.models)}")
         try:
-            skipped = {id(p) for name in skip for p in model.get_submodule(name).parameters()}
+            net = trainer.models[self.model]
+            self.skipped = {id(p) for name in self.skip for p in net.get_submodule(name).parameters()}
         except AttributeError as e:
-            raise ValueError(f"AGC: cannot find a module to leave unclipped ({e}); pass skip=() to clip all") from None
-        self.clipped = [p for p in model.parameters() if id(p) not in skipped]
-        super().__init__(optimizer.param_groups, optimizer.defaults)
-        self.param_groups, self.state = optimizer.param_groups, optimizer.state      # one set of groups and state
+            raise ValueError(f"AdaptiveGradClip: cannot find a module to leave unclipped ({e}); pass skip=() to "
+                             "clip all") from None
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        adaptive_grad_clip_(self.clipped, self.clipping, self.eps)
-        self.optimizer.step()           # AGC is itself a gradient method: an optimizer wrapping an optimizer
-        return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.optimizer.load_state_dict(state_dict)
-        self.param_groups, self.state = self.optimizer.param_groups, self.optimizer.state
+    def after_backward(self, trainer, optimizer: str) -> None:
+        params = [p for p in parameters_of(trainer.optimizers[optimizer]) if id(p) not in self.skipped]
+        adaptive_grad_clip_(params, self.clipping, self.eps)
 
     def __repr__(self) -> str:
-        return f"AGC(clipping={self.clipping}, eps={self.eps}, {self.optimizer!r})"
+        return f"AdaptiveGradClip(clipping={self.clipping}, eps={self.eps}, skip={self.skip})"

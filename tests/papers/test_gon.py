@@ -116,3 +116,10 @@ def test_the_autoencoder_refuses_images_of_another_size():
     with pytest.raises(ValueError, match="expected shape"):
         ae(torch.rand(2, 1, 32, 32))
 
+
+def test_quick_claim_reports_both_models_at_their_own_rates(quick_claim):
+    metrics = quick_claim("gon", "beats_autoencoder")["metrics"]      # run once (tests/test_claims_quick.py)
+    assert set(metrics["test_mse"]) == set(metrics["best_lr"]) == {"gon", "ae_linear", "ae_mlp"}
+    parameters = metrics["parameters"]                                           # the encoders' own parameters
+    assert parameters["ae_mlp"] > parameters["ae_linear"] > parameters["gon"]
+    assert all(0 < v < 1 for v in metrics["test_mse"].values())

@@ -3,7 +3,7 @@ negative gradient of the reconstruction loss at the origin of latent space. The 
 (`origin.py`), the implicit and variational GONs on a SIREN decoder (`models.py`), the autoencoder baseline with
 the same decoder (`autoencoder.py`), the claim and the benchmark. See README.md beside this file."""
 
-from . import bench, models  # noqa: F401  (registers the presets and the bench part)
+from . import bench, claims, models  # noqa: F401  (registers the presets, the claim and the bench part)
 from .autoencoder import ImplicitAutoencoder
 from .models import ImplicitDecoding, ImplicitGON, VariationalGON
 from .origin import gradient_origin

@@ -186,7 +186,7 @@ IMAGENET_CFG = dict(input_size=(3, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_S
                     task="image-classification")
 CIFAR10_CFG = dict(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, num_classes=10,
                    task="image-classification")
-IMAGE_TASKS = ("image-classification", "panoptic-segmentation")
+IMAGE_TASKS = ("image-classification", "panoptic-segmentation", "image-reconstruction")
 CFG_REQUIRED = ("input_size", "num_classes", "task")
 CFG_OPTIONAL = ("mean", "std", "min_input_size", "fixed_input_size", "test_input_size")
 

@@ -6,7 +6,8 @@ fixed input size, the smallest multiple of its minimum side from 32 px up, e.g. 
 `img_size` where the preset takes it; sequences of 64 tokens over a vocabulary of 64 (`max_len`, `seq_len`,
 `vocab_size`); 10 classes for image classifiers; operators (task "operator", input_size (channels, *grid)) map
 fields on a grid of at most 32 points per axis to fields on the same grid; 64 points of [-1, 1]^D for coordinate
-networks (task `coordinate-regression`, input_size (D,), output (B, 64, out_features), no classifier interface). The
+networks (task `coordinate-regression`, input_size (D,), output (B, 64, out_features), no classifier interface); image
+reconstructions (task `image-reconstruction`, GON: the output has the input's shape, no classifier interface). The
 size rule: a preset whose small configuration still has more than 30M parameters (counted on the meta device) is
 built on the meta device only and its forward checks are skipped: a smaller preset of the same class runs them, or,
 where none exists (Perceiver, Longformer), the paper's own tests build the class small.
@@ -35,7 +36,7 @@ from archzoo.registry import IMAGE_TASKS, accepted_kwargs, get_pretrained_cfg
 MAX_PARAMS = 30e6            # the size rule: above it (in the small configuration) a preset is built on meta only
 BATCH, SIDE, LENGTH, VOCAB, CLASSES = 2, 32, 64, 64, 10
 TASKS = ("image-classification", "panoptic-segmentation", "sequence-classification", "language-modeling",
-         "masked-language-modeling", "operator", "coordinate-regression")
+         "masked-language-modeling", "operator", "coordinate-regression", "image-reconstruction")
 COORDINATES = "coordinate-regression"        # implicit representations: coordinates (B, N, D) -> values (B, N, C)
 
 
@@ -126,6 +127,8 @@ class Preset:
         task = model.pretrained_cfg["task"]
         if task == COORDINATES:
             return (*x.shape[:-1], model.out_features)
+        if task == "image-reconstruction":
+            return tuple(x.shape)
         width = model.pretrained_cfg["num_classes"] or model.num_features
         if task == "operator":
             return (x.shape[0], model.out_channels, *x.shape[2:])
@@ -167,7 +170,7 @@ def image_preset(preset) -> Preset:
 
 @pytest.fixture
 def classifier(preset) -> Preset:
-    if preset.declared["task"] in ("panoptic-segmentation", "operator", COORDINATES):
+    if preset.declared["task"] in ("panoptic-segmentation", "operator", COORDINATES, "image-reconstruction"):
         pytest.skip("not a classifier")
     return preset
 

@@ -50,7 +50,7 @@ def step_flops(module: nn.Module, x: Tensor) -> int:
     """FLOPs of one forward+backward step of `module` on `x`, as `FlopCounterMode` counts them (matrix products:
     2 per multiply-add; elementwise work is not counted): the cost the algorithm fixes, free of timing noise."""
     with FlopCounterMode(display=False) as counter:
-        module(x).sum().backward()
+        module(x).sum().backward()             # a measurement, not training: no optimizer, nothing is updated
     return counter.get_total_flops()
 
 

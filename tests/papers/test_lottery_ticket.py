@@ -271,3 +271,14 @@ def test_the_trainer_must_run_the_hooks_total_steps():
     trainer.steps = 12
     with pytest.raises(ValueError, match="steps must be hook.total_steps = 18 \\(3 trainings\\), got 12"):
         trainer.fit()
+
+
+# ----------------------------------------------------------------------------- the claim
+
+
+def test_quick_claim_runs_and_records_tickets_and_controls(quick_claim):
+    record = quick_claim("lottery_ticket", "winning_tickets")
+    m = record["metrics"]
+    left = m["weights_left"]
+    assert left["0"] == 1.0 and left["1"] < 1.0 and left["2"] < left["1"]
+    assert set(m["reinit_accuracy"]) == {"2"} and 0 <= m["ticket_accuracy"]["2"] <= 100

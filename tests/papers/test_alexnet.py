@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import archzoo
 from archzoo.papers.alexnet import AlexNet, LocalResponseNorm
-from archzoo.papers.alexnet.claims import error_loss, init_for_activation, running_error, steps_to
+from archzoo.papers.alexnet.claims import error_loss, fig1_net, init_for_activation, running_error, steps_to
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -146,7 +146,7 @@ def test_the_papers_224_pixel_images_do_not_fit_fc6():
 
 def test_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
-    model = init_for_activation(archzoo.create_model("alexnet_small", dropout=0.0))
+    model = init_for_activation(archzoo.create_model("alexnet_small", dropout=0.0), "relu")
     x, y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     losses = []
@@ -168,11 +168,30 @@ def test_running_error_and_steps_to_threshold():
     assert steps_to(running_error([{"error": 20.0}, {"error": 90.0}], window=2), 25.0, window=2) is None  # full window
 
 
+def test_fig1_net_is_four_layers_with_the_gain_of_its_nonlinearity():
+    """conv 1->32, 32->32, 32->64 (5x5) and a linear layer on the 64 x 2 x 2 map left after three 3/2 pools:
+    832 + 25,632 + 51,264 + 2,570 = 80,298 parameters; weights N(0, gain^2 / fan_in), biases 0."""
+    torch.manual_seed(0)
+    for act, gain in (("relu", 2 ** 0.5), ("tanh", 5 / 3)):
+        net = fig1_net(act)
+        layers = [m for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        assert len(layers) == 4 and n_params(net) == 80_298
+        assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+        conv2 = layers[1]
+        std = gain / (32 * 5 * 5) ** 0.5
+        assert abs(conv2.weight.std().item() / std - 1) < 0.02 and not any(m.bias.any() for m in layers)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fig1_net("sigmoid")
+
+
 def test_quick_claim_metrics_follow_the_criterion(quick_claim):
     record = quick_claim("alexnet", "relu_trains_faster_than_tanh")      # run once (tests/test_claims_quick.py)
-    m = record["metrics"]
-    cap = record["config"]["steps"]
+    m, cfg = record["metrics"], record["config"]
     for act in ("relu", "tanh"):
-        assert all(1 <= s <= cap for s in m["steps_to_threshold_per_seed"][act])
-        assert len(m["running_error_curves"][act][0]) == cap
+        assert all(1 <= s <= cfg["steps"] for s in m["steps_to_threshold_per_seed"][act])
+        assert len(m["steps_to_threshold_per_seed"][act]) == cfg["seeds"]
+        assert len(m["running_error_curves"][act][0]) == cfg["steps"]
+        sweep = m["sweep_steps_to_threshold_seed0"][act]                  # the chosen rate is the fastest on seed 0
+        assert m["best_lr"][act] in cfg["lrs"] and sweep[str(m["best_lr"][act])] == min(sweep.values())
+        assert m["steps_to_threshold_per_seed"][act][0] == sweep[str(m["best_lr"][act])]
     assert record["passed"] == (m["steps_to_threshold"]["relu"] <= m["steps_to_threshold"]["tanh"] / 3)

@@ -292,3 +292,8 @@ def test_wrn28_2_has_the_papers_1_5_million_parameters():
     assert sum(p.numel() for p in model.parameters()) == 1_467_610
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
+
+
+def test_quick_claim_runs_and_reports_every_arm(quick_claim):
+    metrics = quick_claim("fixmatch", "beats_supervised_at_4_labels_per_class")["metrics"]
+    assert set(metrics) >= {"fixmatch_accuracy", "supervised_accuracy", "ceiling_accuracy", "margin"}

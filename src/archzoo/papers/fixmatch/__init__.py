@@ -4,7 +4,7 @@ confident predictions on weakly augmented images and training on strongly augmen
 and the Trainer step `FixMatch` for any classifier (the EMA model is the engine's `EMA` hook), the paper's
 WRN-28-2 (`wrn28_2`) and the claim at 4 labels per class. See README.md beside this file."""
 
-from . import augment, fixmatch, wideresnet  # noqa: F401  (registers the preset)
+from . import augment, claims, fixmatch, wideresnet  # noqa: F401  (registers the preset and the claim)
 from .augment import RANDAUGMENT_OPS, cutout, rand_augment, strong_augment, weak_augment
 from .fixmatch import FixMatch, cosine_decay, fixmatch_loss, pseudo_labels
 from .wideresnet import WideResNet, wrn28_2

@@ -293,9 +293,13 @@ def test_every_preset_is_registered_under_the_paper():
 
 def test_quick_few_shot_transfer_metrics_follow_the_criterion(quick_claim):
     record = quick_claim("bit", "few_shot_transfer")                     # run once (tests/test_claims_quick.py)
-    m = record["metrics"]
+    m, lrs = record["metrics"], record["config"]["lrs"]
     assert set(m["transfer_accuracy"]) == set(m["scratch_accuracy"]) == {"1"}
     assert record["passed"] == (m["gain_points"]["1"] >= 10.0)
+    for init in ("transfer", "scratch"):                                 # each arm at its best validation rate
+        val = m["lr_sweep_val_accuracy"][init]["1"]
+        assert m["best_lr"][init]["1"] in lrs and val[str(m["best_lr"][init]["1"])] == max(val.values())
+        assert len(m[f"{init}_accuracy_per_seed"]["1"]) == record["config"]["seeds"]
 
 
 # ----------------------------------------------------------------------------- reference: transformers' BiT

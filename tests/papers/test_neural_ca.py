@@ -100,8 +100,7 @@ def test_a_cell_that_dies_in_the_update_is_masked_after_it():
 def test_fire_rate_one_is_the_deterministic_update():
     ca = trained_like(NeuralCA().double())
     x = random_state()
-    perception = perceive(x).permute(0, 2, 3, 1)
-    ds = ca.update_rule(perception).permute(0, 3, 1, 2)                    # every cell updates
+    ds = ca.update_rule(perceive(x))                                       # every cell updates
     expected = (x + ds) * (alive_mask(x) & alive_mask(x + ds))
     torch.testing.assert_close(ca(x, fire_rate=1.0), expected, rtol=0, atol=0)
 

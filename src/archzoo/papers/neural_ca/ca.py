@@ -28,7 +28,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from ...core.checks import as_model_dtype, check_shape
@@ -74,8 +73,8 @@ class NeuralCA(nn.Module):
             raise ValueError(f"fire_rate must be in (0, 1], got {fire_rate}")
         self.channels, self.fire_rate = channels, fire_rate
         self.in_channels = self.out_channels = self.num_features = channels     # a state in, a state out
-        # the article's two 1x1 convolutions, as per-cell linear layers (the same map, twice as fast on a CPU)
-        self.update_rule = nn.Sequential(nn.Linear(3 * channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+        self.update_rule = nn.Sequential(nn.Conv2d(3 * channels, hidden, 1), nn.ReLU(),   # 1x1: cell by cell
+                                         nn.Conv2d(hidden, channels, 1))
         nn.init.zeros_(self.update_rule[-1].weight)          # "initialized with zeros": the initial CA does nothing
         nn.init.zeros_(self.update_rule[-1].bias)
 
@@ -89,8 +88,7 @@ class NeuralCA(nn.Module):
         x = as_model_dtype(x, self)
         fire_rate = self.fire_rate if fire_rate is None else fire_rate
         pre_life = alive_mask(x)                                            # (B, 1, H, W)
-        perception = rearrange(perceive(x, angle), "b c h w -> b h w c")     # (B, H, W, 3C)
-        ds = rearrange(self.update_rule(perception), "b h w c -> b c h w")  # (B, C, H, W)
+        ds = self.update_rule(perceive(x, angle))                           # (B, C, H, W)
         fire = torch.rand_like(x[:, :1]) <= fire_rate                       # stochastic cell update, (B, 1, H, W)
         x = x + ds * fire
         return x * (pre_life & alive_mask(x))                               # living cell masking

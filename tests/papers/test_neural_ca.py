@@ -168,6 +168,18 @@ def test_the_pool_batch_seeds_its_worst_sample_and_damages_its_best_ones():
         assert erased.sum() > 0
 
 
+def test_the_persistent_pool_seeds_its_worst_sample_and_damages_none_and_growing_uses_seeds_only():
+    target = pad_target(draw_target(8), 2)
+    persistent = GrowthStep(target, regime="persistent", batch_size=4, pool_size=16)
+    persistent.pool = torch.rand(16, 16, 12, 12)
+    idx, x0 = persistent.batch()
+    torch.testing.assert_close(x0[:1], persistent.seed)
+    assert torch.equal(x0[1:], persistent.pool[idx[1:]])
+    growing = GrowthStep(target, regime="growing", batch_size=3)
+    idx, x0 = growing.batch()
+    assert idx is None and growing.pool is None and torch.equal(x0, seed_state(12, 12, batch=3))
+
+
 def test_normalized_gradients_have_unit_norm_per_parameter():
     ca = trained_like(NeuralCA())
     ca.grow(torch.rand(2, 16, 8, 8), 3)[:, :4].square().mean().backward()
@@ -218,4 +230,15 @@ def test_the_pool_and_the_weights_resume_bit_for_bit(tmp_path):
     for a, b in zip(whole.models["model"].state_dict().values(), resumed.models["model"].state_dict().values()):
         assert torch.equal(a, b)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+
+
+def test_quick_claims_run(quick_claim):
+    growth = quick_claim("neural_ca", "grows_target")["metrics"]
+    target = pad_target(draw_target(8), 2)
+    seed_loss = float(rgba_loss(seed_state(12, 12), target))
+    assert growth["untrained_loss"] == pytest.approx(seed_loss, rel=1e-6)       # the untrained CA keeps the seed
+    assert len(growth["loss"]) == len(growth["psnr"]) == 1
+    regeneration = quick_claim("neural_ca", "regenerates_after_damage")["metrics"]
+    assert set(regeneration["mean"]) == {"growing", "regenerating"}
+    assert all(len(runs) == 1 for runs in regeneration["per_seed"].values())
 

@@ -212,3 +212,22 @@ def test_permuted_tasks_shuffle_pixels_by_one_seeded_permutation_per_task_and_ke
         permute_pixels(data.train.tensors[0], perm[:5])
     with pytest.raises(ValueError, match=r"task must be in 0..2, got 3"):
         tasks.task(3)
+
+
+# ----------------------------------------------------------------------------- the claims' quick runs
+
+
+def test_quick_no_forgetting_keeps_supsup_exact_and_measures_the_fine_tuned_drop(quick_claim):
+    m = quick_claim("supsup", "no_forgetting")["metrics"]
+    assert m["supsup_accuracy_final"] == m["supsup_accuracy_just_learned"]      # fixed weights, one mask per task
+    assert m["supsup_max_forgetting"] == 0.0
+    matrix = m["fine_tuning_accuracy_matrix"][str(m["fine_tuning_best_lr"])]
+    assert len(matrix) == len(m["supsup_accuracy_final"]) == 3
+    assert m["fine_tuning_drop"] == pytest.approx([matrix[j][j] - matrix[-1][j] for j in range(2)], abs=0.01)
+
+
+def test_quick_task_inference_counts_every_batch_and_reports_chance(quick_claim):
+    m = quick_claim("supsup", "task_inference")["metrics"]
+    assert m["trials"] == 3 * 2 and m["chance"] == pytest.approx(100 / 3)
+    assert 0 <= m["untrained_task_inference_accuracy"] <= 100 and 0 <= m["task_inference_accuracy"] <= 100
+    assert len(m["confusions"]) == round(m["trials"] * (1 - m["task_inference_accuracy"] / 100))

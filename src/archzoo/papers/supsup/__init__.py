@@ -3,7 +3,7 @@ one edge-popup supermask per task, the superposition of masks and one-shot task 
 output entropy. The layers `SupermaskLinear` / `SupermaskConv2d` (and `supermask_` for any network), the
 `supsup_fc1024` preset, the permuted-task generator and the claims. See README.md beside this file."""
 
-from . import inference, models, permuted, supermask  # noqa: F401  (registers the preset)
+from . import claims, inference, models, permuted, supermask  # noqa: F401  (registers the preset and claims)
 from .inference import entropy_gradient, infer_task, output_entropy, superpose
 from .models import SupSupMLP, supsup_fc1024
 from .permuted import PermutedTasks

@@ -128,7 +128,8 @@ def no_forgetting(cfg, ctx) -> ClaimResult:
         "supsup_mean_final_accuracy": supsup_mean, "supsup_seconds": supsup_seconds,
         "fine_tuning_best_lr": best,
         "fine_tuning_mean_final_accuracy": {lr: float(np.mean(a[-1])) for lr, a in dense.items()},
-        "fine_tuning_accuracy_matrix": {lr: a.round(2).tolist() for lr, a in dense.items()},
+        "fine_tuning_accuracy_matrix": {lr: [row[:i + 1] for i, row in enumerate(a.round(2).tolist())]
+                                        for lr, a in dense.items()},      # row i: tasks 0..i after learning task i
         "fine_tuning_mean_drop": float(np.mean(dense_drop)), "fine_tuning_drop": dense_drop,
     }
     return ClaimResult(metrics=metrics, passed=passed, figure=plot_forgetting(just_learned, final, dense, best),

@@ -1,7 +1,7 @@
 """The claims of Supermasks in Superposition (Wortsman et al. 2020, arXiv:2006.14769), on permuted Fashion-MNIST.
 
 The paper learns up to 2,500 PermutedMNIST tasks with one FC 1024-1024 network of fixed signed-constant weights,
-one supermask per task (Sec. 4, Fig. 3-4), and infers the task of a batch from the gradient of the output entropy
+one supermask per task (Sec. 4, Fig. 3), and infers the task of a batch from the gradient of the output entropy
 (Sec. 3.3). We learn 10 tasks of permuted Fashion-MNIST (a harder base task than MNIST) with a network of the same
 form at a quarter of the width (256-256) and 400 batches per task instead of 1,000, so that each claim runs in a
 few minutes on 2 cores (see README.md).

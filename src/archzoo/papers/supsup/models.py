@@ -1,4 +1,4 @@
-"""The SupSup network of the PermutedMNIST experiments (Wortsman et al. 2020, Sec. 4.3, Fig. 3-4).
+"""The SupSup network of the PermutedMNIST experiments (Wortsman et al. 2020, Sec. 4, Fig. 3).
 
 "a fully connected network with two hidden layers of size 1024" without biases (the authors' `FC1024`:
 784 -> 1024 -> 1024 -> 10, ReLU), every layer a supermask layer over fixed signed-constant weights. Its

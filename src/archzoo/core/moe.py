@@ -149,7 +149,8 @@ class MoE(nn.Module):
       independently; each expert takes `expert_capacity(group_size, E, capacity_factor)` tokens per group.
     - The router is computed in float32 or wider, outside autocast (Switch Sec. 2.4, selective precision).
     - `aux_loss` = `balance_weight` x `load_balancing_loss` + `z_weight` x `router_z_loss`; `routing_stats`
-      holds the latest forward's fraction of dropped tokens and tokens per expert (detached).
+      holds the latest forward's fraction of dropped tokens (no expert took them) and `load`, the tokens whose
+      first choice is each expert before capacity (f_i of Switch Eq. 5 times the tokens).
     - `exchange` (+ `group`): expert parallelism over the processes of `group`; this process then holds experts
       rank * E / W ... (rank + 1) * E / W - 1, whose parameters are tagged `expert_parallel = True` (a data-
       parallel wrapper must leave them alone).
@@ -200,7 +201,7 @@ class MoE(nn.Module):
         if self.z_weight:
             self.aux_loss = self.aux_loss + self.z_weight * router_z_loss(logits)
         self.routing_stats = {"dropped": 1 - r.kept.any(-1).float().mean(),          # tokens with no expert
-                              "load": torch.bincount(r.expert[r.kept], minlength=self.num_experts)}
+                              "load": torch.bincount(r.expert[..., 0].flatten(), minlength=self.num_experts)}
         token = torch.arange(len(x), device=x.device).view(*r.kept.shape[:2], 1).expand_as(r.kept)[r.kept]   # (K,)
         expert, gate = r.expert[r.kept], r.gate[r.kept]                   # (K,)
         order = expert.argsort(stable=True)                              # by expert, hence by process

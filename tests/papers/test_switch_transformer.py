@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import archzoo
 from archzoo.core import MoE
 from archzoo.papers.switch_transformer import reduced_init, switch_feedforwards, switch_lm
+from archzoo.papers.switch_transformer.models import SwitchEncoderDecoder, switch_base_8_parameter_difference
 from archzoo.papers.switch_transformer.training import steps_to_reach
 
 
@@ -70,3 +71,32 @@ def test_steps_to_reach_interpolates_between_evaluations():
 def test_quick_claims_run(quick_claim, name):
     record = quick_claim("switch_transformer", name)
     assert "passed" in record and record["metrics"]
+
+
+def test_switch_base_8_has_hugging_faces_parameter_count_plus_the_counted_differences():
+    with torch.device("meta"):                           # 619M parameters: shapes only
+        model = archzoo.create_model("switch_base_8")
+    assert sum(p.numel() for p in model.parameters()) == 619_339_008 + switch_base_8_parameter_difference()
+    sparse = [isinstance(block.ff, MoE) for block in model.decoder.blocks]
+    assert sparse == [i % 2 == 1 for i in range(12)] and model.decoder.blocks[1].ff.experts.w_in.shape == (8, 3072, 768)
+
+
+def test_the_encoder_decoder_decoder_is_causal():
+    torch.manual_seed(0)
+    model = SwitchEncoderDecoder(30, dim=16, depth=2, heads=2, dim_head=8, max_len=16, num_experts=2,
+                                 capacity_factor=None).eval()
+    src, tgt = torch.randint(0, 30, (1, 6)), torch.randint(0, 30, (1, 5))
+    changed = tgt.clone()
+    changed[0, 3] = (tgt[0, 3] + 1) % 30
+    torch.testing.assert_close(model(src, tgt)[:, :3], model(src, changed)[:, :3])
+
+
+@pytest.mark.reference
+def test_hugging_faces_switch_base_8_has_619_339_008_parameters():
+    modeling = pytest.importorskip("transformers.models.switch_transformers.modeling_switch_transformers")
+    config = modeling.SwitchTransformersConfig(d_model=768, d_ff=3072, num_layers=12, num_decoder_layers=12,
+                                               num_heads=12, d_kv=64, num_experts=8, num_sparse_encoder_layers=6,
+                                               num_sparse_decoder_layers=6, vocab_size=32128)   # google/switch-base-8
+    with torch.device("meta"):
+        reference = modeling.SwitchTransformersForConditionalGeneration(config)
+    assert sum(p.numel() for p in reference.parameters()) == 619_339_008

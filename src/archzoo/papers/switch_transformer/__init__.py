@@ -8,6 +8,7 @@ README.md beside this file.
 """
 
 from . import bench, claims, models  # noqa: F401  (registers the benchmark, the claims and the presets)
-from .models import reduced_init, switch_feedforwards, switch_lm, switch_lm_small
+from .models import SwitchEncoderDecoder, reduced_init, switch_base_8, switch_feedforwards, switch_lm, switch_lm_small
 
-__all__ = ["reduced_init", "switch_feedforwards", "switch_lm", "switch_lm_small"]
+__all__ = ["SwitchEncoderDecoder", "reduced_init", "switch_base_8", "switch_feedforwards", "switch_lm",
+           "switch_lm_small"]

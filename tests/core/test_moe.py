@@ -180,6 +180,64 @@ def test_two_gloo_processes_holding_half_the_experts_each_equal_one_process_top1
     torch.multiprocessing.start_processes(_expert_parallel_worker, args=(port,), nprocs=W, start_method="fork")
 
 
+def _expert_parallel_net(exchange=None) -> torch.nn.Module:
+    """Linear -> MoE (4 experts, no dropping, no aux loss: every token's output is independent of the others') ->
+    Linear; with an exchange, this process keeps its slice of the same experts."""
+    torch.manual_seed(0)
+    full = torch.nn.Sequential(torch.nn.Linear(4, D), MoE(D, E, hidden_dim=5, capacity_factor=None, balance_weight=0),
+                               torch.nn.Linear(D, 1))
+    if exchange is None:
+        return full
+    moe = MoE(D, E, hidden_dim=5, capacity_factor=None, balance_weight=0, exchange=exchange)
+    mine = slice(exchange.rank() * E // W, (exchange.rank() + 1) * E // W)
+    moe.load_state_dict({"router.weight": full[1].router.weight, "experts.w_in": full[1].experts.w_in[mine],
+                         "experts.w_out": full[1].experts.w_out[mine]})
+    return torch.nn.Sequential(full[0], moe, full[2])
+
+
+def _train_net(net: torch.nn.Module, batch_size: int) -> None:
+    from torch.utils.data import TensorDataset
+
+    from archzoo.engine.train import train
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 4, generator=g), torch.randn(64, 1, generator=g))
+    train(net, data, steps=3, batch_size=batch_size, lr=0.5, optimizer="sgd", schedule="constant", progress=False,
+          loss_fn=lambda model, batch: F.mse_loss(model(batch[0]), batch[1]))
+
+
+def _trainer_worker(rank: int, port: int, out: str) -> None:
+    from archzoo.engine import distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(W), RANK=str(rank))
+    torch.set_num_threads(1)
+    assert distributed.init_distributed("gloo")
+    try:
+        net = _expert_parallel_net(distributed)
+        _train_net(net, 8 // W)
+        torch.save(net.state_dict(), f"{out}/rank{rank}.pt")
+    finally:
+        distributed.cleanup()
+
+
+def test_the_trainer_under_two_processes_with_sharded_experts_trains_as_one_process_with_all(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.start_processes(_trainer_worker, args=(port, str(tmp_path)), nprocs=W, start_method="fork")
+    single = _expert_parallel_net()
+    before = {k: v.clone() for k, v in single.state_dict().items()}
+    _train_net(single, 8)
+    after = single.state_dict()
+    for rank in range(W):
+        shard = torch.load(tmp_path / f"rank{rank}.pt")
+        mine = slice(rank * E // W, (rank + 1) * E // W)
+        for key, value in shard.items():
+            expected = after[key][mine] if key.startswith("1.experts") else after[key]
+            torch.testing.assert_close(value, expected, rtol=0, atol=1e-5)
+    assert not torch.allclose(after["1.experts.w_in"], before["1.experts.w_in"])       # the experts did train
+
+
 @pytest.mark.reference
 def test_a_switch_layer_equals_hugging_face_switch_transformers_sparse_mlp():
     modeling = pytest.importorskip("transformers.models.switch_transformers.modeling_switch_transformers")

@@ -18,7 +18,8 @@ from ..switch_transformer.training import train_lm
 from .models import gshard_lm
 from .parallel import expert_parallel_errors
 
-LM = dict(dim=64, depth=4, heads=4, block=64, batch=32, warmup=30, val_windows=128, group_size=512, experts=8)
+LM = dict(dim=64, depth=4, heads=4, block=64, batch=32, warmup=30, val_windows=128, group_size=512, experts=8,
+          schedule="cosine")
 QUICK_LM = dict(LM, dim=16, depth=2, heads=2, block=16, batch=4, warmup=2, val_windows=4, eval_every=2, group_size=32,
                 experts=4)
 
@@ -43,11 +44,11 @@ def _moe_loads(model) -> list[list[int]]:
 
 # ----------------------------------------------------------------------------- claim 1: balanced load
 
-MAX_IMBALANCE, MAX_DROPPED = 1.5, 0.02
-CRITERION_BALANCED = (f"mean over seeds, top-2 with l_aux, capacity factor 2 (2S / E): the busiest expert's share of "
-                      f"first choices on validation windows <= {MAX_IMBALANCE} x the mean (both MoE layers), tokens "
-                      f"dropped over the second half of training <= {MAX_DROPPED:.0%}; and without l_aux the "
-                      f"imbalance is higher in every seed (the loss, not the data, balances)")
+MAX_DROPPED, MIN_DROP_RATIO = 0.01, 5.0
+CRITERION_BALANCED = (f"top-2, capacity factor 2 (2S / E), tokens dropped over the second half of training: with l_aux "
+                      f"<= {MAX_DROPPED:.0%} (mean over seeds), and without l_aux >= {MIN_DROP_RATIO:g} x as many in "
+                      f"every seed (the loss, not the data, balances the load); the experts' loads on validation "
+                      f"windows (busiest / mean) are reported")
 
 
 @claim(
@@ -56,7 +57,7 @@ CRITERION_BALANCED = (f"mean over seeds, top-2 with l_aux, capacity factor 2 (2S
                "even, so that at capacity 2S / E almost no token overflows (Sec. 2.2)."),
     criterion=CRITERION_BALANCED,
     quick=dict(QUICK_LM, steps=6, lr=3e-3, seeds=1),
-    full=dict(LM, steps=300, eval_every=100, lr=3e-3, seeds=2),
+    full=dict(LM, steps=300, eval_every=100, lr=3e-3, seeds=3),
 )
 def balanced_load(cfg, ctx) -> ClaimResult:
     data = ctx.dataset("pydoc")
@@ -72,8 +73,8 @@ def balanced_load(cfg, ctx) -> ClaimResult:
                                    "val_loss": run["val_loss"][-1]})
     mean = {a: {key: float(np.mean([r[key] for r in rs])) for key in ("imbalance", "dropped", "val_loss")}
             for a, rs in results.items()}
-    passed = (mean[0.01]["imbalance"] <= MAX_IMBALANCE and mean[0.01]["dropped"] <= MAX_DROPPED
-              and all(a["imbalance"] < b["imbalance"] for a, b in zip(results[0.01], results[0.0])))
+    passed = (mean[0.01]["dropped"] <= MAX_DROPPED
+              and all(b["dropped"] >= MIN_DROP_RATIO * a["dropped"] for a, b in zip(results[0.01], results[0.0])))
     metrics = {"mean": {f"alpha={a}": m for a, m in mean.items()},
                "per_seed": {f"alpha={a}": rs for a, rs in results.items()}}
     return ClaimResult(metrics=metrics, passed=passed, figure=plot_loads(results, cfg))

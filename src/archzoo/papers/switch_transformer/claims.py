@@ -31,7 +31,8 @@ def _model(cfg, data, num_experts: int | None, balance_weight: float = 0.01):
                      balance_weight=balance_weight)
 
 
-LM = dict(dim=64, depth=4, heads=4, block=64, batch=32, warmup=30, val_windows=128, capacity_factor=1.0)
+LM = dict(dim=64, depth=4, heads=4, block=64, batch=32, warmup=30, val_windows=128, capacity_factor=1.0,
+          schedule="cosine")
 QUICK_LM = dict(LM, dim=16, depth=2, heads=2, block=16, batch=4, warmup=2, val_windows=4, eval_every=2)
 
 

@@ -23,7 +23,8 @@ def lm_loss(net, batch):
 
 
 def train_lm(cfg, data, model, *, lr: float, seed: int, progress: bool = False) -> dict:
-    """Train the causal LM `model` on `data` (TextData) with AdamW (warm-up, cosine to 0.1 lr) for `cfg.steps` steps
+    """Train the causal LM `model` on `data` (TextData) with AdamW (`cfg.warmup` warm-up steps, then `cfg.schedule`:
+    "constant", or "cosine" down to 0.1 lr) for `cfg.steps` steps
     of `cfg.batch` windows of `cfg.block` characters. Returns the validation loss on `cfg.val_windows` fixed windows
     every `cfg.eval_every` steps, the fraction of dropped tokens at every step and the tokens per expert of the
     first mixture-of-experts layer on the validation windows at the end (its `routing_stats`)."""
@@ -35,7 +36,7 @@ def train_lm(cfg, data, model, *, lr: float, seed: int, progress: bool = False) 
         return {"val_loss": float(F.cross_entropy(*class_last(trainer.models["model"](val_x), val_y)))}
 
     opt = build_optimizer(model, "adamw", lr=lr)
-    sched = warmup_schedule(opt, steps=cfg.steps, warmup_steps=cfg.warmup, schedule="cosine", min_ratio=0.1)
+    sched = warmup_schedule(opt, steps=cfg.steps, warmup_steps=cfg.warmup, schedule=cfg.schedule, min_ratio=0.1)
     result = Trainer(model, opt, sched, steps=cfg.steps, data=data.windows("train", cfg.block), batch_size=cfg.batch,
                      step=supervised_step(lm_loss), seed=seed, evaluate=evaluate, eval_every=cfg.eval_every,
                      progress=progress).fit()

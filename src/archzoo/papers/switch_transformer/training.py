@@ -47,13 +47,13 @@ def train_lm(cfg, data, model, *, lr: float, seed: int, progress: bool = False) 
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def steps_to_reach(steps: list[int], losses: list[float], target: float) -> float:
+def steps_to_reach(steps: list[int], losses: list[float], target: float) -> float | None:
     """The first step at which the loss curve reaches `target`, linearly interpolated between evaluations
-    (inf if it never does)."""
+    (None if it never does)."""
     for i, loss in enumerate(losses):
         if loss <= target:
             if i == 0:
                 return float(steps[0])
             s0, s1, l0, l1 = steps[i - 1], steps[i], losses[i - 1], losses[i]
             return float(s0 + (s1 - s0) * (l0 - target) / (l0 - l1))
-    return float("inf")
+    return None

@@ -85,6 +85,7 @@ class SwitchEncoderDecoder(nn.Module):
                  expert_dropout: float = 0.0, dropout: float = 0.0, init_scale: float = 0.1):
         super().__init__()
         self.vocab_size = self.num_classes = vocab_size
+        self.max_len = max_len
         self.embed = TokenEmbedding(vocab_size, dim)
         self.pos = SinusoidalPositionalEmbedding(dim, max_len)
         ffs = switch_feedforwards(depth, num_experts, 2, hidden_dim=int(dim * mlp_ratio),

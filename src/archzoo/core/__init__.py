@@ -1,7 +1,7 @@
 """Blocks shared by three or more papers: input checks (shapes, the dtype rule), the classifier interface, the
 attention protocol and full attention, the Transformer with pluggable attention and feed-forward layers, MLPs,
-token, patch and positional embeddings, and ResNet's blocks, stages and networks with pluggable norm,
-convolution and activation layers."""
+the mixture-of-experts layer, token, patch and positional embeddings, and ResNet's blocks, stages and networks
+with pluggable norm, convolution and activation layers."""
 
 from .attention import FullAttention, MapSelfAttention, attention_inputs, padding_keep
 from .checks import as_model_dtype, cast_floating, check_image, check_shape
@@ -15,6 +15,7 @@ from .embeddings import (
     sincos_2d,
 )
 from .mlp import MLP, FeedForward, build_feedforward, register_feedforward
+from .moe import Experts, MoE, Routing, TokenExchange, expert_capacity, load_balancing_loss, route, router_z_loss
 from .resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, ResNetBase, make_shortcut, make_stage, make_stages
 from .sequence import SequenceTransformer, token_accuracy
 from .transformer import Transformer, TransformerBlock
@@ -25,4 +26,5 @@ __all__ = ["check_shape", "check_image", "as_model_dtype", "cast_floating", "Cla
            "FeedForward", "LearnedPositionalEmbedding", "SinusoidalPositionalEmbedding", "sincos_2d", "PatchEmbed",
            "TokenEmbedding", "check_token_ids", "build_feedforward", "register_feedforward", "SequenceTransformer",
            "token_accuracy", "BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "ResNetBase", "make_shortcut",
-           "make_stage", "make_stages"]
+           "make_stage", "make_stages", "MoE", "Experts", "Routing", "TokenExchange", "expert_capacity",
+           "load_balancing_loss", "route", "router_z_loss"]

@@ -29,6 +29,7 @@ class SequenceTransformer(Classifier, nn.Module):
       or "none" (an attention that encodes position itself).
     - `causal=True` makes every layer a decoder layer (position t sees tokens <= t): language modelling,
       e.g. the duplication task.
+    - `feedforward`: as in `Transformer` (a mixture of experts in Switch Transformer and GShard).
     - Sequence classification (`per_token=False`) mean-pools the final states over the real tokens
       (`mask`, True = real token; default: tokens != `pad_id` when `pad_id` is set, else all).
     - Token 0 is padding in every generated task of `archzoo.data`; `pad_id=None` (default) keeps every
@@ -43,7 +44,8 @@ class SequenceTransformer(Classifier, nn.Module):
                  dim_head: int = 16, mlp_ratio: float = 4.0, max_len: int = 1024,
                  attention: str | Callable[..., nn.Module] = "full", attention_kwargs: dict | None = None,
                  causal: bool = False, per_token: bool = True, positional: str = "learned",
-                 pad_id: int | None = None, dropout: float = 0.0, norm: str = "pre"):
+                 pad_id: int | None = None, dropout: float = 0.0, norm: str = "pre",
+                 feedforward: str | Callable[[int], nn.Module] | list = "mlp"):
         super().__init__()
         if positional not in ("learned", "sinusoidal", "none"):
             raise ValueError(f"positional must be 'learned', 'sinusoidal' or 'none', got {positional!r}")
@@ -54,7 +56,7 @@ class SequenceTransformer(Classifier, nn.Module):
                     "sinusoidal": lambda: SinusoidalPositionalEmbedding(dim, max_len),
                     "none": nn.Identity}[positional]()
         self.transformer = Transformer(dim, depth, heads, dim_head, mlp_ratio, attention, attention_kwargs,
-                                       norm=norm, dropout=dropout)
+                                       feedforward, norm=norm, dropout=dropout)
         self.num_features = dim
         self.head = self.new_head(num_classes)
 

@@ -81,24 +81,28 @@ class Transformer(nn.Module):
     with `causal=True, context=encoder_output`. `mask` is a bool padding mask (B, N), True = real token;
     `context_mask` (B, M) does the same for the context. Pre-norm stacks end with a LayerNorm (`final_norm`),
     since their residual stream is never normalized otherwise; post-norm stacks already end normalized.
-    `feedforward` may be a registered name, or a factory or class called as `f(dim)`, once per block.
+    `feedforward` may be a registered name, or a factory or class called as `f(dim)`, once per block, or a list
+    of `depth` of them, one per block (Switch Transformer alternates dense and expert layers).
     `norm_eps` is every LayerNorm's epsilon (1e-6 in ViT, 1e-12 in BERT).
     """
 
     def __init__(self, dim: int, depth: int, heads: int = 8, dim_head: int = 64, mlp_ratio: float = 4.0,
                  attention: str | Callable[..., nn.Module] = "full", attention_kwargs: dict | None = None,
-                 feedforward: str | Callable[[int], nn.Module] = "mlp", norm: str = "pre", dropout: float = 0.0,
-                 attn_dropout: float = 0.0, final_norm: bool = True, cross_attention: bool = False,
-                 norm_eps: float = 1e-5):
+                 feedforward: str | Callable[[int], nn.Module] | list = "mlp", norm: str = "pre",
+                 dropout: float = 0.0, attn_dropout: float = 0.0, final_norm: bool = True,
+                 cross_attention: bool = False, norm_eps: float = 1e-5):
         super().__init__()
         if isinstance(feedforward, nn.Module) and depth > 1:
             raise ValueError("feedforward is a module instance, which the blocks would share: pass a factory "
                              "(dim) -> nn.Module or a class instead")
+        feedforwards = list(feedforward) if isinstance(feedforward, (list, tuple)) else [feedforward] * depth
+        if len(feedforwards) != depth:
+            raise ValueError(f"feedforward: expected one per block ({depth}), got {len(feedforwards)}")
         self.dim = dim
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, heads, dim_head, mlp_ratio, attention, attention_kwargs, feedforward, norm,
+            TransformerBlock(dim, heads, dim_head, mlp_ratio, attention, attention_kwargs, ff, norm,
                              dropout, attn_dropout, cross_attention, norm_eps)
-            for _ in range(depth))
+            for ff in feedforwards)
         self.norm = nn.LayerNorm(dim, eps=norm_eps) if norm == "pre" and final_norm else nn.Identity()
 
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False, context: Tensor | None = None,

@@ -17,7 +17,11 @@ A paper never writes its own loop; it gives the Trainer a step, hooks or an eval
   sum as `aux_loss` and clears them (the latest forward of a module counts);
 - an evaluation `evaluate(trainer) -> {name: float}` after the last step and, with `eval_every`, at
   step 0 and every `eval_every` steps; under `torch.no_grad()`, the modules' train/eval modes restored;
-- a tqdm bar, JSON lines (`log_path`), DDP under `torchrun`, autocast on CUDA (`amp`), `compile`.
+- a tqdm bar, JSON lines (`log_path`), DDP under `torchrun`, autocast on CUDA (`amp`), `compile`;
+- expert parallelism under `torchrun`: parameters tagged `expert_parallel` (the experts of a
+  `core.MoE(exchange=engine.distributed)`, different on every process) are left out of DDP, and their
+  gradients, which sum every process's loss, are divided by the world size: the gradient of the mean
+  loss, as DDP's average is for the others (no `grad_clip` or checkpoints for such models yet).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import load_checkpoint, resumable_checkpoint, save_checkpoint
-from .hooks import GradNorm, NanGuard
+from .hooks import GradNorm, NanGuard, parameters_of
 from .runtime import process_device, seed_everything
 from .streams import Stream
 
@@ -236,6 +240,9 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=False) if self.amp_dtype is not None else nullcontext():
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
         self.scaler.unscale_(opt)
+        for p in parameters_of(opt):
+            if getattr(p, "expert_parallel", False) and p.grad is not None:
+                p.grad.div_(self.world)                             # summed over every process's loss: the mean
         for hook in self.hooks:
             hook.after_backward(self, name)
         self.scaler.step(opt)
@@ -280,6 +287,12 @@ class Trainer:
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.world > 1 and any(p.requires_grad for p in model.parameters()):
             ids = [self.device.index] if self.device.type == "cuda" else None
+            sharded = [n for n, p in model.named_parameters() if getattr(p, "expert_parallel", False)]
+            if sharded and (self.checkpoint is not None or any(getattr(h, "max_norm", None) for h in self.hooks)):
+                raise ValueError("expert-parallel parameters (different on every process) cannot be checkpointed "
+                                 "by rank 0 alone or clipped by a per-process norm yet: drop checkpoint_dir and "
+                                 "grad_clip")
+            nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, sharded)
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         return torch.compile(model) if self.compile else model
 

@@ -25,6 +25,10 @@ def test_a_family_suite_runs_its_parts_in_name_order_into_one_section(tmp_path):
         text = out.read_text()
         assert text.index("measured a_part") < text.index("measured b_part")
         assert text.count("<!-- bench:testfamily -->") == 1
+        get_bench("testfamily")(SimpleNamespace(quick=True, device="cpu", pattern="b_*", out=out))
+        text = out.read_text()                  # a --pattern run: its own section, the whole one stays as it was
+        assert text.count("<!-- bench:testfamily -->") == 1 and "measured a_part" in text
+        assert text.count("<!-- bench:testfamily-b_- -->") == 1 and "The testfamily family: `b_*` only" in text
     finally:
         for key in ("testfamily/a_part", "testfamily/b_part"):
             TABLES["family benchmark"].pop(key)

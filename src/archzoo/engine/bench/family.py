@@ -13,6 +13,7 @@ markdown (a `###` heading, a sentence on what is measured, `format_table(...)`).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,18 +59,20 @@ def run_family_bench(family: str, args) -> str:
                         warmup=1 if quick else getattr(args, "warmup", 3))
     pattern = getattr(args, "pattern", None) or "*"
     load = load_now()
-    parts = []
-    for name, fn in family_parts(family):
-        if fnmatch(name, pattern):
-            print(f"[bench {family}] {name}", file=sys.stderr, flush=True)
-            parts.append(fn(opts).strip())
+    parts, chosen = [], [(name, fn) for name, fn in family_parts(family) if fnmatch(name, pattern)]
+    for name, fn in chosen:
+        print(f"[bench {family}] {name}", file=sys.stderr, flush=True)
+        parts.append(fn(opts).strip())
+    # a run limited by --pattern gets a section of its own, so that it does not replace the family's whole section
+    partial = len(chosen) < len(family_parts(family))
+    section = f"{family}-{re.sub(r'[^A-Za-z0-9_]+', '-', pattern)}" if partial else family
     markdown = "\n\n".join([
-        f"## The {family} family",
+        f"## The {family} family: `{pattern}` only" if partial else f"## The {family} family",
         f"`archzoo bench {family}` on `{opts.device}` (torch {torch.__version__}, {torch.get_num_threads()} "
         f"thread(s)), median of {opts.repeats} steps after {opts.warmup} warm-up"
         f"{' (quick run)' if quick else ''}.{load_note(load)}",
         *parts,
     ])
-    write_section(getattr(args, "out", None) or default_benchmarks_path(), family, markdown)
+    write_section(getattr(args, "out", None) or default_benchmarks_path(), section, markdown)
     print(markdown)
     return markdown

@@ -9,8 +9,9 @@ on `n_fit` held-out validation images that neither the net nor the calibration s
 measured on the first `n_test` test images. The attacks are PGD (Madry et al. 2018) with a random start and the
 authors' 10 steps of eps / 4, L-inf at eps = 0.1 and L2 at eps = 1.5 on pixels in [0, 1] (the usual budgets for
 28x28 grey images; the paper's 8/255 is for CIFAR-10). The noise is the authors' three kinds, Gaussian, uniform
-and sign (Bernoulli), each drawn `samples` times per image at a magnitude chosen once, before these claims were
-written, on validation images (see README.md); the z-scores are averaged over the three kinds.
+and sign (Bernoulli), each drawn `samples` times per image at the magnitude eps = 0.06 chosen once, before these
+claims were written, on validation images: of 0.005, 0.02, 0.06, 0.1 and 0.2, 0.06 detected the most of both
+attacks at 5% false positives (see README.md); the z-scores are averaged over the three kinds.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from .models import CNN4
 from .pgd import pgd
 
 ATTACKS = ("linf", "l2")
-COMMON = dict(width=32, batch_size=128, lr=3e-3, fpr=0.05, noise=(("normal", 0.1), ("uniform", 0.1), ("sign", 0.1)),
+COMMON = dict(width=32, batch_size=128, lr=3e-3, fpr=0.05, noise=(("normal", 0.06), ("uniform", 0.06), ("sign", 0.06)),
               eps=dict(linf=0.1, l2=1.5), pgd_steps=10)
 QUICK = dict(COMMON, n_train=500, n_val=100, steps=60, n_cal=100, n_fit=100, n_test=50, samples=4, seeds=1,
              batch_size=32, lr=1e-2)
-FULL = dict(COMMON, n_train=55000, n_val=5000, steps=1000, n_cal=1000, n_fit=1000, n_test=500, samples=32, seeds=1)
+FULL = dict(COMMON, n_train=55000, n_val=5000, steps=1000, n_cal=1000, n_fit=1000, n_test=500, samples=48, seeds=1)
 
 
 def experiment(cfg, ctx, seed: int = 0) -> dict:

@@ -67,7 +67,7 @@ class OddsAreOdd(nn.Module):
     """
 
     def __init__(self, model: nn.Module, noise, samples: int = 64, bounds: tuple[float, float] | None = (0.0, 1.0),
-                 max_batch: int = 1024):
+                 max_batch: int = 512):
         super().__init__()
         self.model, self.noise, self.samples = model, check_noise(noise), samples
         self.bounds, self.max_batch = bounds, max_batch

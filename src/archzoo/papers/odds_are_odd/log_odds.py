@@ -71,7 +71,7 @@ def expected_log_odds_change(model: nn.Module, x: Tensor, eta: Tensor,
 
 @torch.no_grad()
 def noise_statistic(model: nn.Module, x: Tensor, noise, samples: int, generator: torch.Generator | None = None,
-                    bounds: tuple[float, float] | None = (0.0, 1.0), max_batch: int = 1024) -> tuple[Tensor, Tensor]:
+                    bounds: tuple[float, float] | None = (0.0, 1.0), max_batch: int = 512) -> tuple[Tensor, Tensor]:
     """The logits f(x) (B, K) and gbar_{y,z}(x) for each kind of noise (B, S, K, K), from `samples` draws each.
 
     Images go through the model `max_batch` noisy copies at a time. The same `generator` state gives the same

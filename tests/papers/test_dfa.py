@@ -123,7 +123,8 @@ def test_removed_hooks_give_backpropagation_again():
 
 
 def test_transformer_block_learns_from_its_own_feedback_only():
-    """Macro DFA (Sec. 3.4): block i's gradient is the backpropagation of B_i e through block i alone."""
+    """Macro DFA (Sec. 3.4): block i's gradient is the backpropagation of B_i e through block i alone; the
+    embedding learns from block 1's feedback, backpropagated through block 1."""
     torch.manual_seed(0)
     model = archzoo.create_model("dfa_char_transformer", vocab_size=11, dim=16, depth=2, heads=2, dim_head=8,
                                  max_len=8).double()
@@ -132,14 +133,13 @@ def test_transformer_block_learns_from_its_own_feedback_only():
     ids = torch.randint(0, 11, (3, 8))
     e = torch.randn(3, 8, 11, dtype=torch.float64)
     model(ids).backward(e)
-    block = model.transformer.blocks[1]
+    first, second = model.transformer.blocks
     with torch.no_grad():
-        h0 = model.pos(model.embed(ids))
-        h1 = model.transformer.blocks[0](h0, causal=True)
-    params = list(block.parameters())
-    with dfa.backprop():                                                     # the block alone, hooks off
-        expected = torch.autograd.grad(block(h1, causal=True), params, grad_outputs=dfa.feedback_signal(2, e))
-        embedding = torch.autograd.grad(model.pos(model.embed(ids)), model.embed.weight,
+        h1 = first(model.pos(model.embed(ids)), causal=True)
+    params = list(second.parameters())
+    with dfa.backprop():                                                     # the blocks alone, hooks off
+        expected = torch.autograd.grad(second(h1, causal=True), params, grad_outputs=dfa.feedback_signal(1, e))
+        embedding = torch.autograd.grad(first(model.pos(model.embed(ids)), causal=True), model.embed.weight,
                                         grad_outputs=dfa.feedback_signal(0, e))
     for p, g in zip(params, expected):
         torch.testing.assert_close(p.grad, g)
@@ -223,7 +223,17 @@ def test_feedback_matrix_of_another_shape_is_refused():
 
 
 @pytest.mark.parametrize("name, count", [("dfa_mlp_7x240", 537_850), ("dfa_mlp_2x800", 1_276_810),
-                                         ("dfa_char_transformer", 834_663)])
+                                         ("dfa_char_transformer", 834_407)])
 def test_preset_parameter_counts(name, count):
     model = archzoo.create_model(name)
     assert sum(p.numel() for p in model.parameters()) == count
+
+
+def test_quick_claims_compare_the_three_methods_and_record_every_layer(quick_claim):
+    for name, key in (("mlp_trains", "test_accuracy"), ("transformer_trains", "test_loss")):
+        metrics = quick_claim("dfa", name)["metrics"]
+        assert set(metrics[key]) == set(metrics["best_lr"]) == {"dfa", "backprop", "output_only"}
+    angles = quick_claim("dfa", "gradient_alignment")["metrics"]["angles"]
+    assert [h["step"] for h in angles["mlp"]] == [0, 10, 20]
+    assert [h["step"] for h in angles["transformer"]] == [0, 5, 10]
+    assert set(angles["transformer"][0]) == {"step", "embedding", "block1", "block2"}

@@ -4,9 +4,10 @@
   240, 537,850 parameters on 28x28 images) and `dfa_mlp_2x800` (1,276,810): flatten -> [Linear -> tanh] x L ->
   Linear. Every hidden block's output h_i = tanh(a_i) is a feedback point.
 - `dfa_char_transformer`: a small causal character-level Transformer LM (`core.SequenceTransformer`, dim 128,
-  4 pre-norm blocks of 4 heads, 834,663 parameters with CPython's 103 characters), the scaled-down language
-  model of Launay et al. (2020, Sec. 3.4). Its feedback points are the embedding (tokens + positions) and the
-  output of every block ("macro" DFA: backpropagation inside a block, DFA between blocks).
+  4 post-norm blocks of 4 heads as in the authors' code, 834,407 parameters with CPython's 103 characters), the
+  scaled-down language model of Launay et al. (2020, Sec. 3.4). Its feedback points are the outputs of the
+  blocks, after their last LayerNorm ("macro" DFA: backpropagation inside a block, DFA between blocks); the
+  embedding below block 1 learns from block 1's feedback, backpropagated through block 1.
 
 `feedback_layers(model)` names, for either kind, the feedback points, the output module and the parameters of
 each layer (the ones each point's feedback trains), for `DirectFeedbackAlignment` and `alignment_angles`.
@@ -61,10 +62,10 @@ def feedback_layers(model: nn.Module) -> tuple[list[nn.Module], nn.Module, dict[
         groups["output"] = list(model.head.parameters())
         return points, model.head, groups
     if isinstance(model, SequenceTransformer):
-        points = [model.pos, *model.transformer.blocks]
-        groups = {"embedding": [*model.embed.parameters(), *model.pos.parameters()]}
+        points = list(model.transformer.blocks)
+        groups = {"embedding": [*model.embed.parameters(), *model.pos.parameters()]}   # below block 1: its feedback
         groups.update({f"block{i + 1}": list(b.parameters()) for i, b in enumerate(model.transformer.blocks)})
-        groups["output"] = [*model.transformer.norm.parameters(), *model.head.parameters()]
+        groups["output"] = [*model.transformer.norm.parameters(), *model.head.parameters()]   # no norm if post-norm
         return points, model.head, groups
     raise TypeError(f"feedback_layers knows DFAMLP and SequenceTransformer, got {type(model).__name__}")
 
@@ -87,8 +88,9 @@ def dfa_mlp_2x800(**kwargs) -> DFAMLP:
 
 @register_model(paper="dfa", input_size=(128,), num_classes=103, task="language-modeling")
 def dfa_char_transformer(vocab_size: int = 103, num_classes: int | None = None, max_len: int = 128, dim: int = 128,
-                         depth: int = 4, heads: int = 4, dim_head: int = 32, **kwargs) -> SequenceTransformer:
+                         depth: int = 4, heads: int = 4, dim_head: int = 32, norm: str = "post",
+                         **kwargs) -> SequenceTransformer:
     """A causal character model (B, N) -> (B, N, vocab_size); 103 is the number of characters in CPython's
     documentation (`load_text("pydoc")`). Other `SequenceTransformer` arguments pass through."""
     return SequenceTransformer(vocab_size, num_classes or vocab_size, dim=dim, depth=depth, heads=heads,
-                               dim_head=dim_head, max_len=max_len, causal=True, per_token=True, **kwargs)
+                               dim_head=dim_head, max_len=max_len, causal=True, per_token=True, norm=norm, **kwargs)

@@ -281,7 +281,7 @@ def plot_angles(histories: dict):
         ax.set_xlabel("training step")
         ax.set_ylabel("angle DFA update vs. gradient (degrees)")
         ax.set_title(f"{name}: alignment per layer", fontsize=10)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, max(100, 5 + max(h[k] for h in hist for k in layers)))
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -21,7 +21,8 @@ def model(depth=2, **kw) -> FeedbackTransformer:
 
 
 def reference(net: FeedbackTransformer, ids):
-    """Eq. 4-5 written out without a cache: at every step the K/V of all past memories are recomputed."""
+    """Eq. 4-5 written out without a cache: at every step the K/V of all past memories (the last `span` of them)
+    are recomputed."""
     b, n = ids.shape
     memories, logits = [], []
     for t in range(n):
@@ -29,13 +30,14 @@ def reference(net: FeedbackTransformer, ids):
         outputs = [x]
         for layer in net.layers:
             h = layer.norm1(x)
-            sources = [net.memory_norm(m) for m in memories] + [h]                 # [m_1..m_{t-1}, x_t^{l-1}]
+            first = max(0, t - net.span) if net.span else 0
+            sources = [net.memory_norm(m) for m in memories[first:]] + [h]          # [m_1..m_{t-1}, x_t^{l-1}]
             out = []
             for head in range(net.heads):
                 sl = slice(head * net.dim_head, (head + 1) * net.dim_head)
                 q = layer.to_q(h)[:, sl]
                 scores = torch.stack([(q * net.to_k(s)[:, sl]).sum(-1) / math.sqrt(net.dim_head)
-                                      + layer.position_bias[head, t - j] for j, s in enumerate(sources)], -1)
+                                      + layer.position_bias[head, t - first - j] for j, s in enumerate(sources)], -1)
                 w = scores.softmax(-1)
                 out.append(sum(w[:, j:j + 1] * net.to_v(s)[:, sl] for j, s in enumerate(sources)))
             x = x + layer.to_out(torch.cat(out, -1))
@@ -47,8 +49,9 @@ def reference(net: FeedbackTransformer, ids):
     return torch.stack(logits, 1), torch.stack(memories, 1)
 
 
-def test_teacher_forced_pass_equals_eq_4_5_without_a_cache():
-    net, ids = model(), torch.randint(0, 7, (3, 9))
+@pytest.mark.parametrize("span", [None, 1, 3])
+def test_teacher_forced_pass_equals_eq_4_5_without_a_cache(span):
+    net, ids = model(span=span), torch.randint(0, 7, (3, 9))
     with torch.no_grad():
         logits, memories = net(ids), net.memories(ids)
         ref_logits, ref_memories = reference(net, ids)
@@ -56,15 +59,16 @@ def test_teacher_forced_pass_equals_eq_4_5_without_a_cache():
     torch.testing.assert_close(memories, ref_memories, rtol=0, atol=1e-10)
 
 
-def test_step_by_step_decoding_with_the_cache_equals_the_forward():
-    net, ids = model(), torch.randint(0, 7, (2, 12))
+@pytest.mark.parametrize("span", [None, 4])
+def test_step_by_step_decoding_with_the_cache_equals_the_forward(span):
+    net, ids = model(span=span), torch.randint(0, 7, (2, 12))
     with torch.no_grad():
         full = net(ids)
         state, steps = None, []
         for t in range(12):
             y, state = net.step(ids[:, t], state)
             steps.append(y)
-    assert state.keys.shape == (2, 2, 12, 8)                                         # one K per memory and head
+    assert state.keys.shape == (2, 2, span or 12, 8)               # one K per cached memory and head, span at most
     torch.testing.assert_close(torch.stack(steps, 1), full, rtol=0, atol=1e-10)
 
 
@@ -138,6 +142,8 @@ def test_bad_input_is_a_value_error():
     net = model()
     with pytest.raises(ValueError, match="max_len"):
         net(torch.zeros(1, 33, dtype=torch.long))
+    with pytest.raises(ValueError, match="span"):
+        model(span=0)
     with pytest.raises(ValueError, match="token ids"):
         net(torch.full((1, 3), 7))
 
@@ -150,3 +156,4 @@ def test_a_loss_that_falls():
     data = torch.utils.data.TensorDataset(x, y)
     history = train(net, data, steps=60, batch_size=32, lr=1e-2, progress=False).history
     assert history[-1]["loss"] < 0.8 * history[0]["loss"]
+

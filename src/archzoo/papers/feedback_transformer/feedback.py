@@ -11,8 +11,10 @@ the memory vectors of the past steps (and to the current step's state below it):
 so the top of step t - 1 reaches the bottom of step t: the computation is recurrent, and training with teacher
 forcing is sequential over time (Sec. 3.2). The keys and values of a memory are computed once, by one projection
 pair W^K, W^V shared by all layers (Sec. 3.1, "shared key-value projections"), and cached: that cache is the
-decoding state. Positions enter as a learned bias per layer, head and distance t - s added to the attention logits,
-a relative encoding as the paper's (Sec. 4 uses the relative position embeddings of Sukhbaatar et al. 2019).
+decoding state. With an attention `span` S, layers see only the last S memories and the cache keeps only those (the
+paper varies the memory size, Sec. 4). Positions enter as a learned bias per layer, head and distance t - s added to
+the attention logits, a relative encoding as the paper's (the relative position embeddings of Sukhbaatar et al.
+2019).
 """
 
 from __future__ import annotations
@@ -32,15 +34,13 @@ from ...core.mlp import build_feedforward
 
 @dataclass
 class FeedbackState:
-    """The decoding state after t steps: the memories' keys and values (B, H, t, d) and the last memory (B, dim)."""
+    """The decoding state after `steps` steps: the cached memories' keys and values (B, H, M, d), M = steps or, with
+    a span, at most the span, and the last memory (B, dim)."""
 
     keys: Tensor
     values: Tensor
     memory: Tensor | None = None
-
-    @property
-    def steps(self) -> int:
-        return self.keys.shape[2]
+    steps: int = 0
 
 
 class FeedbackLayer(nn.Module):
@@ -63,7 +63,7 @@ class FeedbackLayer(nn.Module):
         q = rearrange(self.to_q(h), "b (h d) -> b h 1 d", h=self.heads)                        # (B, H, 1, d)
         k = torch.cat((state.keys, rearrange(to_k(h), "b (h d) -> b h 1 d", h=self.heads)), 2)  # (B, H, t+1, d)
         v = torch.cat((state.values, rearrange(to_v(h), "b (h d) -> b h 1 d", h=self.heads)), 2)
-        t = state.steps
+        t = state.keys.shape[2]                                                                  # cached memories
         distance = torch.arange(t, -1, -1, device=x.device)                                      # t - s, s = 0..t
         logits = (q @ k.transpose(-2, -1)).squeeze(2) / math.sqrt(self.dim_head)                # (B, H, t+1)
         weights = (logits + self.position_bias[:, distance]).softmax(-1)
@@ -83,8 +83,11 @@ class FeedbackTransformer(Classifier, nn.Module):
     """
 
     def __init__(self, vocab_size: int, num_classes: int, *, dim: int = 64, depth: int = 2, heads: int = 4,
-                 dim_head: int = 16, mlp_ratio: float = 4.0, max_len: int = 1024):
+                 dim_head: int = 16, mlp_ratio: float = 4.0, max_len: int = 1024, span: int | None = None):
         super().__init__()
+        if span is not None and not 1 <= span <= max_len:
+            raise ValueError(f"span must be None or in [1, max_len={max_len}], got {span}")
+        self.span = span
         self.vocab_size, self.num_classes, self.max_len = vocab_size, num_classes, max_len
         self.dim, self.heads, self.dim_head, self.num_features = dim, heads, dim_head, dim
         self.embed = TokenEmbedding(vocab_size, dim)                            # x_t^0
@@ -109,7 +112,7 @@ class FeedbackTransformer(Classifier, nn.Module):
         """One step up to the normalized top state (B, dim); see `step`."""
         b = check_shape(ids, "B", name="ids")["B"]
         state = state or self.initial_state(b)
-        if state.steps >= self.max_len:
+        if self.span is None and state.steps >= self.max_len:
             raise ValueError(f"ids: step {state.steps} is past max_len={self.max_len} of the position bias")
         x = self.embed(ids)                                                    # (B, dim)
         outputs = [x]
@@ -119,15 +122,16 @@ class FeedbackTransformer(Classifier, nn.Module):
         mix = self.layer_weights.softmax(0)                                    # Eq. 5
         memory = torch.einsum("l,lbd->bd", mix, torch.stack(outputs))          # m_t (B, dim)
         m = self.memory_norm(memory)
-        new = FeedbackState(torch.cat((state.keys, rearrange(self.to_k(m), "b (h d) -> b h 1 d", h=self.heads)), 2),
-                            torch.cat((state.values, rearrange(self.to_v(m), "b (h d) -> b h 1 d", h=self.heads)), 2),
-                            memory)
+        keep = slice(-self.span if self.span else None, None)                 # the last `span` memories
+        keys = torch.cat((state.keys, rearrange(self.to_k(m), "b (h d) -> b h 1 d", h=self.heads)), 2)[:, :, keep]
+        values = torch.cat((state.values, rearrange(self.to_v(m), "b (h d) -> b h 1 d", h=self.heads)), 2)[:, :, keep]
+        new = FeedbackState(keys, values, memory, state.steps + 1)
         return self.norm(x), new
 
     def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher forcing over ids (B, N): the normalized top states (B, N, dim) and memories (B, N, dim)."""
         b, n = check_shape(ids, "B N", name="ids").values()
-        if n > self.max_len:
+        if self.span is None and n > self.max_len:
             raise ValueError(f"ids: sequence length N={n} exceeds max_len={self.max_len}")
         state, features, memories = self.initial_state(b), [], []
         for t in range(n):

@@ -9,6 +9,7 @@ import torch
 import archzoo
 from archzoo.engine.train import train
 from archzoo.papers.feedback_transformer import FeedbackTransformer
+from archzoo.papers.feedback_transformer.claims import running_parity
 
 
 def model(depth=2, **kw) -> FeedbackTransformer:
@@ -157,3 +158,18 @@ def test_a_loss_that_falls():
     history = train(net, data, steps=60, batch_size=32, lr=1e-2, progress=False).history
     assert history[-1]["loss"] < 0.8 * history[0]["loss"]
 
+
+def test_running_parity_is_the_parity_of_every_prefix():
+    x, y = running_parity(50, 9, seed=3).tensors
+    assert set(x.unique().tolist()) <= {1, 2}
+    for i in range(50):
+        for t in range(9):
+            assert y[i, t] == int((x[i, :t + 1] == 2).sum()) % 2
+    assert torch.equal(running_parity(50, 9, seed=3).tensors[0], x)                 # seeded
+
+
+def test_quick_state_tracking_claim_runs_and_reports_both_models(quick_claim):
+    record = quick_claim("feedback_transformer", "state_tracking")
+    m = record["metrics"]
+    assert set(m["last_accuracy"]) == {"feedback", "transformer"}
+    assert m["params"]["feedback"] < m["params"]["transformer"]                        # K/V shared, no positions

@@ -6,7 +6,7 @@ memories, key/value projections shared by the layers (Sec. 3.1), a step function
 values and the teacher-forced forward; the preset `feedback_transformer_tiny`. See README.md beside this file.
 """
 
-from . import models  # noqa: F401  (registers the preset)
+from . import claims, models  # noqa: F401  (registers the claim and the preset)
 from .feedback import FeedbackLayer, FeedbackState, FeedbackTransformer
 from .models import feedback_transformer_tiny
 

@@ -111,7 +111,8 @@ def plot(curves: dict, runs: dict, cfg):
     ax2.axhline(95, color="tab:blue", ls="--", lw=0.8)
     ax2.axhline(70, color="tab:orange", ls="--", lw=0.8)
     ax2.set(xlabel="seed", ylabel="test accuracy at the last position (%)", ylim=(0, 100),
-            title="parity of all bits", xticks=np.arange(len(runs["feedback"])) + 0.2)
+            title="parity of all bits", xticks=np.arange(len(runs["feedback"])) + 0.2,
+            xticklabels=[str(i) for i in range(len(runs["feedback"]))])
     ax2.legend(fontsize=8)
     fig.tight_layout()
     return fig

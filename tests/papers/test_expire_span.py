@@ -7,6 +7,7 @@ import torch.nn.functional as F
 import archzoo
 from archzoo.core.attention import FullAttention
 from archzoo.papers.expire_span import ExpireSpanAttention, ExpireSpanTransformer, expire_mask
+from archzoo.papers.expire_span.task import make_remember_key
 
 
 def layer(dim=16, **kw):
@@ -43,7 +44,7 @@ def test_pruning_expired_memories_does_not_change_the_outputs():
     kept = ExpireSpanTransformer(12, 12, prune=False, **kw).double()
     kept.load_state_dict(pruned.state_dict())
     torch.testing.assert_close(pruned(ids), kept(ids))
-    assert pruned.memory_size() < kept.memory_size()
+    assert sum(len(a.positions) for a in pruned.layers()) < sum(len(a.positions) for a in kept.layers())
 
 
 def test_the_gradient_reaches_the_span_predictor_through_the_ramp():
@@ -95,3 +96,18 @@ def test_training_lowers_the_loss_on_a_fixed_batch(fixed_batch_losses):
 
     losses = fixed_batch_losses(loss, torch.optim.Adam(model.parameters(), 1e-2), 30)
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_the_task_has_one_key_in_the_window_noise_elsewhere_and_asks_for_it_at_the_end():
+    x, y = make_remember_key(50, 30, seed=3, num_keys=4, num_noise=6, key_window=5)
+    is_key = (x >= 1) & (x <= 4)
+    assert is_key.sum(1).eq(1).all() and not is_key[:, 5:].any()
+    assert x[:, -1].eq(4 + 6 + 1).all() and (x[:, :-1] <= 10).all()
+    assert torch.equal(y[:, -1], x[is_key] - 1) and y[:, :-1].eq(-100).all()
+
+
+def test_the_quick_claim_measures_memory_and_spans(quick_claim):
+    metrics = quick_claim("expire_span", "remember_key")["metrics"]
+    full = metrics["full_cache"]
+    assert full["memory"][0] == (0 + 8 + 16 + 24 + 32) / 5           # the full cache holds every earlier block
+    assert 0 <= metrics["expire_span"]["memory"][0] <= full["memory"][0]

@@ -6,7 +6,7 @@ attention (Eq. 5), the span loss (Sec. 4.2) and a Transformer-XL cache from whic
 `ExpireSpanTransformer` runs a long sequence block by block; the preset `expire_span_lm`; the claim. See README.md.
 """
 
-from . import model  # noqa: F401  (registers the preset)
+from . import claims, model  # noqa: F401  (registers the claim and the preset)
 from .expire_span import ExpireSpanAttention, expire_mask
 from .model import ExpireSpanTransformer, expire_span_lm
 

@@ -42,7 +42,9 @@ class ExpireSpanAttention(FullAttention):
 
     After each forward `aux_loss` holds (summed over the blocks since `reset`) the span loss of Sec. 4.2,
     alpha / (B T) \sum_b \sum_i e_i / L over the positions i of the block (T = `tokens`, the sequence length, so
-    that it is per token like the task loss); `memory_sizes` lists the cache size carried into each block.
+    that it is per token like the task loss); `memory_sizes` lists, for each block, the memories of earlier blocks
+    that a sequence can still see (mean over the batch; all of them with the full cache): the memory a per-sequence
+    cache needs. The batch's shared cache keeps the union over its sequences.
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0, *, max_span: int = 64,
@@ -62,7 +64,7 @@ class ExpireSpanAttention(FullAttention):
         """Empty the cache and the span loss before a new sequence of `tokens` positions (the loss is divided by it)."""
         self.memory: Tensor | None = None                                   # (B, M, dim) past inputs, detached
         self.positions = torch.zeros(0, dtype=torch.long)                   # (M,) their absolute positions
-        self.offset, self.tokens, self.memory_sizes, self.aux_loss = 0, tokens, [], None
+        self.offset, self.tokens, self.memory_sizes, self.aux_loss, self.alive = 0, tokens, [], None, 0.0
 
     def spans(self, h: Tensor) -> Tensor:
         """Eq. 3: e_i = L sigmoid(w^T h_i + b), (B, M, dim) -> (B, M)."""
@@ -80,7 +82,7 @@ class ExpireSpanAttention(FullAttention):
         kv = x if self.memory is None else torch.cat([self.memory, x], 1)   # (B, M + N, dim)
         positions = torch.cat([self.positions.to(x.device), self.offset + torch.arange(n, device=x.device)])
         distance = (self.offset + torch.arange(n, device=x.device))[:, None] - positions   # (N, M + N), t - i
-        self.memory_sizes.append(kv.shape[1] - n)
+        self.memory_sizes.append(self.alive)
 
         q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)      # (B, H, N, d)
         k = rearrange(self.to_k(kv), "b m (h d) -> b h m d", h=self.heads)     # (B, H, M + N, d)
@@ -99,9 +101,11 @@ class ExpireSpanAttention(FullAttention):
         out = self.to_out(rearrange(weights @ v, "b h n d -> b n (h d)"))       # (B, N, dim)
 
         keep = torch.ones_like(positions, dtype=torch.bool)
-        if self.expire and self.prune:                                          # drop memories dead for every sequence
-            alive = expire_mask(e.detach(), (self.offset + n - positions).to(e.dtype)[None], self.ramp)  # (B, 1, M+N)
-            keep = alive.squeeze(1).gt(0).any(0)
+        self.alive = float(len(positions))
+        if self.expire:                                        # memories the next query can still see, per sequence
+            alive = expire_mask(e.detach(), (self.offset + n - positions).to(e.dtype)[None], self.ramp).squeeze(1) > 0
+            self.alive = float(alive.sum(-1).float().mean())  # (B, M + N) -> mean live memories per sequence
+            keep = alive.any(0) if self.prune else keep        # drop memories dead for every sequence
         self.memory, self.positions = kv.detach()[:, keep], positions[keep]
         self.offset += n
         return out

@@ -173,7 +173,8 @@ def _check_expert_parallel_layer(rank: int, k: int, distributed) -> None:
 
 
 def test_two_gloo_processes_holding_half_the_experts_each_equal_one_process_top1_and_top2():
-    """Forked (not spawned) workers: nothing to re-import, so the test takes a few seconds."""
+    """Forked (not spawned) workers: nothing to re-import, so the test takes a few seconds. The assertions are in
+    `_expert_parallel_worker`: a failing one in either process raises here (ProcessRaisedException)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -52,6 +52,7 @@ def compare_with_one_process(cfg: dict) -> dict:
     moe.load_state_dict({"router.weight": single.router.weight, "experts.w_in": single.experts.w_in[mine],
                          "experts.w_out": single.experts.w_out[mine]})
     xs, cs = _tokens(world, t, dim, seed)
+    # `.backward()` directly, not the Trainer: this check compares the gradients of the two paths, it trains nothing
     x = xs[rank].clone().requires_grad_()
     y = moe(x)
     ((y * cs[rank]).sum() + moe.aux_loss).backward()

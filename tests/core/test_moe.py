@@ -152,8 +152,7 @@ def _check_expert_parallel_layer(rank: int, k: int, distributed) -> None:
     single, xs, cs = _layers(k)
     moe = MoE(D, num_experts=E, hidden_dim=5, k=k, capacity_factor=1.0, exchange=distributed).double()
     local = slice(rank * E // W, (rank + 1) * E // W)
-    moe.load_state_dict({"router.weight": single.router.weight,
-                         "experts.w_in": single.experts.w_in[local], "experts.w_out": single.experts.w_out[local]})
+    moe.load_shard(single)
     assert all(getattr(p, "expert_parallel", False) for p in moe.experts.parameters())
     x = xs[rank].clone().requires_grad_()
     y = moe(x)
@@ -167,9 +166,11 @@ def _check_expert_parallel_layer(rank: int, k: int, distributed) -> None:
     torch.testing.assert_close(y, y_all[mine], rtol=0, atol=1e-5)
     torch.testing.assert_close(x.grad, x_all.grad[mine], rtol=0, atol=1e-5)
     torch.testing.assert_close(moe.router.weight.grad, single.router.weight.grad, rtol=0, atol=1e-5)
-    torch.testing.assert_close(moe.experts.w_in.grad, single.experts.w_in.grad[local], rtol=0, atol=1e-5)
-    torch.testing.assert_close(moe.experts.w_out.grad, single.experts.w_out.grad[local], rtol=0, atol=1e-5)
-    assert moe.experts.w_in.grad.abs().sum() > 0 and float(single.routing_stats["dropped"]) > 0
+    for ours, full in ((moe.experts.w_in, single.experts.w_in[local]),
+                       (moe.experts.w_out, single.experts.w_out[local])):
+        torch.testing.assert_close(torch.stack([w.grad for w in ours]), torch.stack([w.grad for w in full]),
+                                   rtol=0, atol=1e-5)
+    assert moe.experts.w_in[0].grad.abs().sum() > 0 and float(single.routing_stats["dropped"]) > 0
 
 
 def test_two_gloo_processes_holding_half_the_experts_each_equal_one_process_top1_and_top2():
@@ -190,9 +191,7 @@ def _expert_parallel_net(exchange=None) -> torch.nn.Module:
     if exchange is None:
         return full
     moe = MoE(D, E, hidden_dim=5, capacity_factor=None, balance_weight=0, exchange=exchange)
-    mine = slice(exchange.rank() * E // W, (exchange.rank() + 1) * E // W)
-    moe.load_state_dict({"router.weight": full[1].router.weight, "experts.w_in": full[1].experts.w_in[mine],
-                         "experts.w_out": full[1].experts.w_out[mine]})
+    moe.load_shard(full[1])
     return torch.nn.Sequential(full[0], moe, full[2])
 
 
@@ -232,11 +231,12 @@ def test_the_trainer_under_two_processes_with_sharded_experts_trains_as_one_proc
     after = single.state_dict()
     for rank in range(W):
         shard = torch.load(tmp_path / f"rank{rank}.pt")
-        mine = slice(rank * E // W, (rank + 1) * E // W)
         for key, value in shard.items():
-            expected = after[key][mine] if key.startswith("1.experts") else after[key]
-            torch.testing.assert_close(value, expected, rtol=0, atol=1e-5)
-    assert not torch.allclose(after["1.experts.w_in"], before["1.experts.w_in"])       # the experts did train
+            if key.startswith("1.experts"):                              # local expert i is expert rank * E / W + i
+                name, i = key.rsplit(".", 1)
+                key = f"{name}.{rank * E // W + int(i)}"
+            torch.testing.assert_close(value, after[key], rtol=0, atol=1e-5)
+    assert not torch.allclose(after["1.experts.w_in.0"], before["1.experts.w_in.0"])   # the experts did train
 
 
 @pytest.mark.reference
@@ -257,3 +257,12 @@ def test_a_switch_layer_equals_hugging_face_switch_transformers_sparse_mlp():
     y_ref = y_ref[0] if isinstance(y_ref, tuple) else y_ref
     torch.testing.assert_close(ours(x), y_ref, rtol=1e-5, atol=1e-5)
     assert float(ours.routing_stats["dropped"]) > 0                   # the capacity bound was exercised
+
+
+def test_load_shard_copies_the_router_and_experts_and_names_a_mismatch():
+    full, shard = MoE(8, 4, hidden_dim=5), MoE(8, 4, hidden_dim=5)
+    shard.load_shard(full)
+    for a, b in zip(full.state_dict().values(), shard.state_dict().values()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    with pytest.raises(ValueError, match="expected a one-process MoE of 4 experts on dim 8, got 2 experts"):
+        shard.load_shard(MoE(8, 2, hidden_dim=5))

@@ -19,7 +19,8 @@ def test_every_other_block_is_a_switch_layer_and_a_token_visits_one_expert_of_th
     ffs = [block.ff for block in model.transformer.blocks]
     assert [isinstance(ff, MoE) for ff in ffs] == [False, True, False, True]
     dense = ffs[0]
-    assert ffs[1].k == 1 and ffs[1].experts.w_in.shape == (4, dense.fc1.out_features, 16)   # equal FLOPs/token
+    assert ffs[1].k == 1    # each expert has the dense width: equal FLOPs/token
+    assert [w.shape for w in ffs[1].experts.w_in] == [(dense.fc1.out_features, 16)] * 4
     assert switch_feedforwards(3, 2, sparse_step=1) and all(callable(f) for f in switch_feedforwards(3, 2, 1))
 
 
@@ -27,7 +28,8 @@ def test_reduced_init_draws_every_weight_matrix_with_std_sqrt_scale_over_fan_in(
     torch.manual_seed(0)
     model = reduced_init(switch_lm(20, num_experts=8, dim=64, depth=2, heads=4, dim_head=16, init_scale=1.0), 0.1)
     moe = model.transformer.blocks[1].ff
-    for w, fan_in in [(moe.experts.w_in, 64), (moe.experts.w_out, 256), (moe.router.weight, 64),
+    experts = [torch.stack(list(moe.experts.w_in)), torch.stack(list(moe.experts.w_out))]
+    for w, fan_in in [(experts[0], 64), (experts[1], 256), (moe.router.weight, 64),
                       (model.transformer.blocks[0].attn.to_q.weight, 64)]:
         expected = math.sqrt(0.1 / fan_in) * 0.8796                  # std of a normal truncated at 2 sigma
         assert abs(float(w.detach().std()) - expected) < 0.1 * expected
@@ -78,7 +80,8 @@ def test_switch_base_8_has_hugging_faces_parameter_count_plus_the_counted_differ
         model = archzoo.create_model("switch_base_8")
     assert sum(p.numel() for p in model.parameters()) == 619_339_008 + switch_base_8_parameter_difference()
     sparse = [isinstance(block.ff, MoE) for block in model.decoder.blocks]
-    assert sparse == [i % 2 == 1 for i in range(12)] and model.decoder.blocks[1].ff.experts.w_in.shape == (8, 3072, 768)
+    assert sparse == [i % 2 == 1 for i in range(12)] and \
+        [w.shape for w in model.decoder.blocks[1].ff.experts.w_in] == [(3072, 768)] * 8
 
 
 def test_the_encoder_decoder_decoder_is_causal():

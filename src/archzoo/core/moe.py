@@ -114,9 +114,10 @@ def router_z_loss(logits: Tensor) -> Tensor:
 class Experts(nn.Module):
     """E position-wise feed-forward networks without biases (T5, Switch): E_i(x) = act(x W_in_i) W_out_i.
 
-    Weights are stacked, w_in (E, hidden, dim) and w_out (E, dim, hidden), each like `nn.Linear.weight`.
-    `dropout` on the hidden activations is Switch's expert dropout (Sec. 2.4). Initialised with a truncated
-    normal of std sqrt(1 / fan_in) (Switch Sec. 2.4 with s = 1; the paper's reduced init rescales it).
+    `w_in[i]` (hidden, dim) and `w_out[i]` (dim, hidden) are expert i's weights, each like `nn.Linear.weight` and
+    each its own parameter, as in T5 / Hugging Face's experts (one stacked (E, hidden, dim) tensor would cost a copy
+    of all the experts' weights in every backward pass, where the per-expert slices are stacked back together).
+    `dropout` on the hidden activations is Switch's expert dropout (Sec. 2.4).
     """
 
     def __init__(self, num_experts: int, dim: int, hidden_dim: int, act: str | Callable[[], nn.Module] = "relu",
@@ -126,12 +127,21 @@ class Experts(nn.Module):
             if act not in ACTIVATIONS:
                 raise unknown("activation", act, ACTIVATIONS)
             act = ACTIVATIONS[act]
-        self.w_in = nn.Parameter(torch.empty(num_experts, hidden_dim, dim))
-        self.w_out = nn.Parameter(torch.empty(num_experts, dim, hidden_dim))
+        self.w_in = nn.ParameterList([torch.empty(hidden_dim, dim) for _ in range(num_experts)])
+        self.w_out = nn.ParameterList([torch.empty(dim, hidden_dim) for _ in range(num_experts)])
         self.act, self.drop = act(), nn.Dropout(dropout)
-        for w in (self.w_in, self.w_out):
-            std = w.shape[-1] ** -0.5
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, scale: float = 1.0) -> None:
+        """Truncated normal of mean 0 and std sqrt(scale / fan_in), cut at 2 std (Switch Sec. 2.4; the paper's
+        reduced init is scale = 0.1), drawn for all experts of `w_in`, then of `w_out`, at once."""
+        for weights in (self.w_in, self.w_out):
+            w = torch.empty(len(weights), *weights[0].shape, device=weights[0].device, dtype=weights[0].dtype)
+            std = (scale / w.shape[-1]) ** 0.5
             nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+            for param, value in zip(weights, w):
+                param.copy_(value)
 
     def forward(self, x: Tensor, counts: list[int]) -> Tensor:           # (M, dim) sorted by expert
         chunks = x.split(counts)                                         # counts[i] tokens for expert i
@@ -180,6 +190,20 @@ class MoE(nn.Module):
                 p.expert_parallel = True
         self.aux_loss: Tensor | None = None
         self.routing_stats: dict | None = None
+
+    @torch.no_grad()
+    def load_shard(self, full: MoE) -> MoE:
+        """Copy the router and this process's experts (its E / W of them) from `full`, the same layer in one process
+        with all E experts: how a model trained (or initialised) in one process is split for expert parallelism."""
+        if (full.num_experts, full.dim, full.world) != (self.num_experts, self.dim, 1):
+            raise ValueError(f"expected a one-process MoE of {self.num_experts} experts on dim {self.dim}, got "
+                             f"{full.num_experts} experts on dim {full.dim} over {full.world} processes")
+        first = (self.exchange.rank(self.group) if self.exchange is not None else 0) * self.num_local
+        self.router.weight.copy_(full.router.weight)
+        for i in range(self.num_local):
+            self.experts.w_in[i].copy_(full.experts.w_in[first + i])
+            self.experts.w_out[i].copy_(full.experts.w_out[first + i])
+        return self
 
     def route(self, x: Tensor) -> tuple[Tensor, Routing]:
         """Router logits (G, S, E) of the tokens x (T, dim) and their routing, in float32 or wider."""

@@ -42,6 +42,10 @@ def _worker(rank: int, world: int, port: int, out: str, cfg: dict) -> None:
         distributed.cleanup()
 
 
+def _expert_grads(weights) -> torch.Tensor:
+    return torch.cat([w.grad.flatten() for w in weights])
+
+
 def compare_with_one_process(cfg: dict) -> dict:
     """This process's relative errors against the single-process computation, which every process repeats."""
     rank, world = distributed.rank(), distributed.world_size()
@@ -49,8 +53,7 @@ def compare_with_one_process(cfg: dict) -> dict:
     single = _layer(dim, e, k, t, seed)                               # one group of t tokens per process
     moe = _layer(dim, e, k, t, seed, exchange=distributed)
     mine = slice(rank * e // world, (rank + 1) * e // world)
-    moe.load_state_dict({"router.weight": single.router.weight, "experts.w_in": single.experts.w_in[mine],
-                         "experts.w_out": single.experts.w_out[mine]})
+    moe.load_shard(single)
     xs, cs = _tokens(world, t, dim, seed)
     # `.backward()` directly, not the Trainer: this check compares the gradients of the two paths, it trains nothing
     x = xs[rank].clone().requires_grad_()
@@ -63,9 +66,8 @@ def compare_with_one_process(cfg: dict) -> dict:
     rows = slice(rank * t, (rank + 1) * t)
     pairs = {"outputs": (y, y_all[rows]), "input_grads": (x.grad, x_all.grad[rows]),
              "router_grad": (moe.router.weight.grad, single.router.weight.grad),
-             "expert_grads": (torch.cat([moe.experts.w_in.grad.flatten(), moe.experts.w_out.grad.flatten()]),
-                              torch.cat([single.experts.w_in.grad[mine].flatten(),
-                                         single.experts.w_out.grad[mine].flatten()]))}
+             "expert_grads": (_expert_grads(moe.experts.parameters()),
+                              _expert_grads([*single.experts.w_in[mine], *single.experts.w_out[mine]]))}
     errors = {name: float((a.detach() - b.detach()).abs().max() / b.detach().abs().max())    # relative
               for name, (a, b) in pairs.items()}
     errors["dropped"] = float(single.routing_stats["dropped"])

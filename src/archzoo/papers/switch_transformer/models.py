@@ -34,11 +34,11 @@ def reduced_init(model: nn.Module, scale: float = 0.1) -> nn.Module:
     reduces Transformer's default scale 1.0 to 0.1). Biases and embeddings are left as they are."""
     with torch.no_grad():
         for module in model.modules():
-            weights = [module.weight] if isinstance(module, nn.Linear) else \
-                [module.w_in, module.w_out] if isinstance(module, Experts) else []
-            for w in weights:
-                std = (scale / w.shape[-1]) ** 0.5
-                nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+            if isinstance(module, Experts):
+                module.reset_parameters(scale)
+            elif isinstance(module, nn.Linear):
+                std = (scale / module.weight.shape[-1]) ** 0.5
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
     return model
 
 

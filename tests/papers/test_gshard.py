@@ -47,3 +47,14 @@ def test_gshard_lm_small_is_registered_with_its_parameter_count():
 def test_quick_claims_run(quick_claim, name):
     record = quick_claim("gshard", name)
     assert "passed" in record and record["metrics"]
+
+
+def test_the_expert_parallel_bench_times_one_process_and_the_sharded_layer():
+    from archzoo.engine.bench.family import BenchOptions
+    from archzoo.papers.gshard.bench import bench_expert_parallel
+
+    table = bench_expert_parallel(BenchOptions(quick=True, device=torch.device("cpu"), repeats=1, warmup=0))
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| 1 process") or
+            line.startswith("| 2 processes")]
+    assert [r[0].strip() for r in rows] == ["1 process, all experts", "2 processes, 2 experts each"]
+    assert all(float(r[2]) > 0 for r in rows) and float(rows[1][4]) > 0      # times, and the speedup

@@ -7,7 +7,7 @@ parallelism over torch.distributed; this folder places it in every other block (
 layer against one process (`expert_parallel_errors`), registers the preset and the claims. See README.md.
 """
 
-from . import claims, models  # noqa: F401  (registers the claims and the preset)
+from . import bench, claims, models  # noqa: F401  (registers the benchmark, the claims and the preset)
 from .models import gshard_lm, gshard_lm_small
 from .parallel import expert_parallel_errors
 

@@ -4,6 +4,7 @@ of a GShard layer and its own group of tokens, against one process holding every
 all-to-all and come back).
 
     errors = expert_parallel_errors(seed=0, k=2)      # relative errors: {"outputs": ..., "router_grad": ..., ...}
+    expert_parallel_step_ms(world=2, tokens=2048)      # forward+backward times of the sharded layer (the bench)
     torchrun --nproc_per_node 2 -m archzoo.papers.gshard                # the same check under torchrun
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -32,14 +35,25 @@ def _tokens(world: int, tokens: int, dim: int, seed: int) -> tuple[torch.Tensor,
     return torch.randn(world, tokens, dim, generator=g) * 2, torch.randn(world, tokens, dim, generator=g)
 
 
-def _worker(rank: int, world: int, port: int, out: str, cfg: dict) -> None:
+def _worker(rank: int, world: int, port: int, out: str, cfg: dict, task) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
     torch.set_num_threads(1)
     distributed.init_distributed("gloo")
     try:
-        Path(out, f"rank{rank}.json").write_text(json.dumps(compare_with_one_process(cfg)))
+        Path(out, f"rank{rank}.json").write_text(json.dumps(task(cfg)))
     finally:
         distributed.cleanup()
+
+
+def _run_processes(world: int, cfg: dict, task) -> list[dict]:
+    """`task(cfg)` in `world` forked processes joined over gloo on the loopback address: each one's result."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as out:
+        torch.multiprocessing.start_processes(_worker, args=(world, port, out, cfg, task), nprocs=world,
+                                              start_method="fork")
+        return [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(world)]
 
 
 def _expert_grads(weights) -> torch.Tensor:
@@ -79,13 +93,35 @@ def expert_parallel_errors(seed: int = 0, k: int = 2, world: int = 2, num_expert
     """max |W processes - one process| / max |one process| of the outputs, input gradients, router and expert
     gradients (worst over ranks), float32, and the fraction of tokens dropped; the processes are forked and
     exchange over gloo on the loopback address."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cfg = dict(num_experts=num_experts, dim=dim, k=k, tokens=tokens, seed=seed)
-    with tempfile.TemporaryDirectory() as out:
-        torch.multiprocessing.start_processes(_worker, args=(world, port, out, cfg), nprocs=world,
-                                              start_method="fork")
-        per_rank = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(world)]
+    per_rank = _run_processes(world, cfg, compare_with_one_process)
     return {key: max(r[key] for r in per_rank) for key in per_rank[0]}
 
+
+def time_sharded_steps(cfg: dict) -> dict:
+    """Milliseconds of each forward+backward step of this process's shard, its own `tokens` tokens in one group;
+    a step ends when the slowest process ends it (the maximum over processes)."""
+    torch.manual_seed(0)
+    layer = MoE(cfg["dim"], cfg["num_experts"], k=cfg["k"], capacity_factor=1.0, group_size=cfg["tokens"],
+                exchange=distributed)
+    x = torch.randn(cfg["tokens"], cfg["dim"], generator=torch.Generator().manual_seed(distributed.rank()))
+    times = []
+    for i in range(cfg["warmup"] + cfg["repeats"]):
+        layer.zero_grad(set_to_none=True)
+        distributed.barrier()
+        start = time.perf_counter()
+        (layer(x).sum() + layer.aux_loss).backward()               # times the backward pass, trains nothing
+        elapsed = torch.tensor((time.perf_counter() - start) * 1e3)
+        torch.distributed.all_reduce(elapsed, op=torch.distributed.ReduceOp.MAX)
+        if i >= cfg["warmup"]:
+            times.append(float(elapsed))
+    return {"times_ms": times}
+
+
+def expert_parallel_step_ms(world: int = 2, num_experts: int = 8, dim: int = 256, k: int = 2, tokens: int = 2048,
+                            repeats: int = 10, warmup: int = 3) -> float:
+    """Median milliseconds of a forward+backward step of a top-k layer (experts of width 4 dim, capacity factor 1.0)
+    sharded over `world` forked processes of one thread each, every process routing its own group of `tokens`
+    tokens (`world * tokens` in all)."""
+    cfg = dict(num_experts=num_experts, dim=dim, k=k, tokens=tokens, repeats=repeats, warmup=warmup)
+    return statistics.median(_run_processes(world, cfg, time_sharded_steps)[0]["times_ms"])

@@ -10,6 +10,7 @@ from archzoo.data.scenes import THING_IDS, make_scenes
 from archzoo.engine.metrics import panoptic_quality
 from archzoo.papers.axial_deeplab import (
     AxialAttention,
+    AxialDeepLab,
     find_centers,
     panoptic_inference,
     panoptic_targets,
@@ -197,6 +198,19 @@ def test_grouping_recovers_touching_instances_and_votes_their_class():
     assert scenes.images.shape == (1, 1, 16, 16)
 
 
+def test_conv_twin_has_the_same_heads_and_a_3x3_convolution_for_each_attention_pair():
+    axial, conv = AxialDeepLab(5, 1, 32), AxialDeepLab(5, 1, 32, block="conv")
+    (a_block,), (c_block,) = axial.backbone.stages[0], conv.backbone.stages[0]
+    attention = n_params(a_block.height_attention) + n_params(a_block.width_attention)
+    assert n_params(c_block) - n_params(c_block.conv2) - n_params(c_block.bn2) == n_params(a_block) - attention
+    assert n_params(conv) == n_params(axial) - attention + 32 * 32 * 9 + 2 * 32 == 70_664
+    assert not any(isinstance(m, AxialAttention) for m in conv.modules())
+    heads = ("semantic_head", "center_head", "offset_head")
+    assert [n_params(getattr(conv, h)) for h in heads] == [n_params(getattr(axial, h)) for h in heads]
+    x = torch.rand(2, 1, 32, 32)
+    assert {k: v.shape for k, v in conv(x).items()} == {k: v.shape for k, v in axial(x).items()}
+
+
 def test_bad_input_raises_value_error():
     with pytest.raises(ValueError, match="C=8"):
         AxialAttention(8, heads=2, span=5)(torch.rand(1, 4, 5, 5))
@@ -210,6 +224,8 @@ def test_bad_input_raises_value_error():
         AxialAttention(8, heads=2, position="k")
     with pytest.raises(ValueError, match="gated"):
         AxialAttention(8, heads=2, position="none", gated=True)
+    with pytest.raises(ValueError, match="block"):
+        AxialDeepLab(block="transformer")
 
 
 @pytest.mark.parametrize("name", ["cost_scaling", "position_sensitivity", "panoptic_scenes"])
@@ -220,5 +236,8 @@ def test_quick_claim_metrics(quick_claim, name):
     elif name == "position_sensitivity":
         assert set(metrics["test_accuracy"]) == {"none", "q", "qkv"}
     else:
-        assert 0.0 <= metrics["axial_deeplab"]["pq"] <= 1.0
+        assert set(metrics["test"]) == set(metrics["best_lr"]) == {"axial", "conv"}
+        assert all(0.0 <= m["pq"] <= 1.0 for m in metrics["test"].values())
+        test = metrics["test"]
+        assert metrics["axial_minus_conv_pq"] == pytest.approx(test["axial"]["pq"] - test["conv"]["pq"])
         assert metrics["trivial_baseline"]["pq_things"] == 0.0 and metrics["trivial_baseline"]["pq_stuff"] > 0.3

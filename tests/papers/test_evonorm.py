@@ -21,6 +21,7 @@ from archzoo.papers.evonorm import (
     mutate,
     norm_act_resnet,
     random_graph,
+    random_search,
     regularized_evolution,
     worst_case_grad_norm,
 )
@@ -271,3 +272,33 @@ def test_s0_batch_independence_quick_claim_sweeps_each_setting(quick_claim):
     assert all(set(v) == {"0.1"} for v in metrics["val_error"].values())  # one validation error per swept lr
     error = metrics["error"]
     assert metrics["bn_small_minus_s0"] == pytest.approx(error["bn_relu@2"] - error["evonorm_s0@2"])
+
+
+def test_random_search_shares_evolutions_first_candidates_and_evaluates_its_budget(monkeypatch):
+    """Drawn from the same random stream, random search starts with evolution's initial population; with a shared
+    cache no layer is trained twice, and each search records exactly its budget of candidates."""
+    calls = []
+
+    def fake_evaluate(task, layer_graph, origin, seed=0):
+        calls.append(str(layer_graph))
+        fitness = float(len(layer_graph.active()))
+        return evolution.Candidate(layer_graph, origin, "valid", fitness, fitness)
+
+    monkeypatch.setattr(evolution, "evaluate_candidate", fake_evaluate)
+    cache = {}
+    evo = regularized_evolution(None, population_size=3, cycles=5, tournament_size=2, num_nodes=5, seed=1, cache=cache)
+    rnd = random_search(None, budget=len(evo.history), num_nodes=5, seed=1, cache=cache)
+    assert len(rnd.history) == len(evo.history) == 8
+    assert [str(c.graph) for c in rnd.history[:3]] == [str(c.graph) for c in evo.history[:3]]
+    assert all(c.origin == "random" for c in rnd.history)
+    assert len(calls) == len(set(calls)) == len({str(c.graph) for c in evo.history + rnd.history})
+    assert rnd.best.val_accuracy == max(c.val_accuracy for c in rnd.history)
+
+
+def test_search_beats_random_quick_claim_compares_equal_budgets(quick_claim):
+    metrics = quick_claim("evonorm", "search_beats_random")["metrics"]
+    (search,) = metrics["searches"]
+    assert len(search["evolution"]["history"]) == len(search["random"]["history"]) == search["budget"]
+    assert search["shared_first_candidates"] >= 2                          # at least the initial population
+    assert metrics["evolution_minus_random"] == pytest.approx(
+        search["evolution"]["retrained_test_accuracy"] - search["random"]["retrained_test_accuracy"])

@@ -7,8 +7,8 @@ panoptic quality in `archzoo.engine.metrics`. See README.md beside this file.
 
 from . import axial_attention, claims, models, panoptic  # noqa: F401  (registers presets, layers and claims)
 from .axial_attention import AxialAttention, relative_index
-from .models import AxialBlock, AxialResNet
+from .models import AxialBlock, AxialResNet, ConvBlock
 from .panoptic import AxialDeepLab, find_centers, panoptic_inference, panoptic_loss, panoptic_targets
 
-__all__ = ["AxialAttention", "AxialBlock", "AxialResNet", "AxialDeepLab", "find_centers", "panoptic_inference",
-           "panoptic_loss", "panoptic_targets", "relative_index"]
+__all__ = ["AxialAttention", "AxialBlock", "AxialResNet", "ConvBlock", "AxialDeepLab", "find_centers",
+           "panoptic_inference", "panoptic_loss", "panoptic_targets", "relative_index"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ...core.resnet import ResNetBase, imagenet_stem, make_shortcut
+from ...core.resnet import Bottleneck, ResNetBase, imagenet_stem, make_shortcut
 from ...registry import IMAGENET_CFG, register_model
 from .axial_attention import AxialAttention
 
@@ -63,6 +63,14 @@ class AxialBlock(nn.Module):
         return self.relu(f + self.shortcut(x))
 
 
+class ConvBlock(Bottleneck):
+    """The ResNet bottleneck an `AxialBlock` is made from (Sec. 3.2): the same 1x1 reduce and 1x1 expand (x2), with
+    one 3x3 convolution + BN where the axial block has its two attention layers. `AxialResNet(block="conv")` stacks
+    these: the convolutional twin of an Axial-ResNet, for comparisons at the same layout."""
+
+    expansion = 2
+
+
 class AxialResNet(ResNetBase):
     """Stand-alone Axial-ResNet (Sec. 4.1): a stem, stages of `AxialBlock`s, global pooling, a classifier.
 
@@ -74,14 +82,17 @@ class AxialResNet(ResNetBase):
 
     Images of at most `img_size` pixels a side run (the spans cover them), and of at least `min_img_size`: every
     downsampling block average-pools a map of at least its stride (29 pixels for the ImageNet presets).
+    `block="conv"` builds the convolutional twin instead (`ConvBlock`s, no attention).
     """
 
     def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), *, width_multiplier: float = 0.5,
                  planes: Sequence[int] = (128, 256, 512, 1024), strides: Sequence[int] = (1, 2, 2, 2),
                  stem_width: int = 64, stem: str = "imagenet", patch_size: int = 2, num_classes: int = 1000,
                  in_chans: int = 3, img_size: int = 224, heads: int = 8, zero_init_residual: bool = True,
-                 position: str = "qkv", norm: bool = True, gated: bool = False):
+                 position: str = "qkv", norm: bool = True, gated: bool = False, block: str = "axial"):
         super().__init__(num_classes, in_chans)
+        if block not in ("axial", "conv"):
+            raise ValueError(f"block must be 'axial' or 'conv', got {block!r}")
         if not len(layers) == len(planes) == len(strides):
             raise ValueError(f"layers {tuple(layers)}, planes {tuple(planes)} and strides {tuple(strides)} "
                              "must have the same length")
@@ -103,14 +114,19 @@ class AxialResNet(ResNetBase):
         if img_size < self.min_img_size:
             raise ValueError(f"img_size must be at least {self.min_img_size} for these strides, got {img_size}")
         self.min_input_size = (in_chans, self.min_img_size, self.min_img_size)
+
+        def make_block(in_channels: int, channels: int, stride: int, span: int) -> nn.Module:
+            if block == "conv":
+                return ConvBlock(in_channels, channels, stride)
+            return AxialBlock(in_channels, channels, stride, heads=heads, span=span, **attention_kw)
+
         stages, in_channels = [], stem_width
         for n, p, stride in zip(layers, planes, strides):
             channels = int(p * s)
-            blocks = [AxialBlock(in_channels, channels, stride, heads=heads, span=size, **attention_kw)]
+            blocks = [make_block(in_channels, channels, stride, size)]
             size = -(-size // stride)
             in_channels = channels * AxialBlock.expansion
-            blocks += [AxialBlock(in_channels, channels, heads=heads, span=size, **attention_kw)
-                       for _ in range(n - 1)]
+            blocks += [make_block(in_channels, channels, 1, size) for _ in range(n - 1)]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)                                 # (B, num_features, H', W')
         self.finish(in_channels, zero_init_residual)                         # each block starts as its shortcut

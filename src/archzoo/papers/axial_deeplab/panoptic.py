@@ -36,18 +36,20 @@ def head(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
 class AxialDeepLab(nn.Module):
     """Axial-ResNet backbone (stride `patch_size`, no further downsampling) + semantic, centre and offset heads,
     upsampled bilinearly to the input size. `forward(x)` returns {"semantic": (B, K, H, W), "center": (B, 1, H, W),
-    "offset": (B, 2, H, W)} with offsets (dy, dx) in input pixels."""
+    "offset": (B, 2, H, W)} with offsets (dy, dx) in input pixels. `block="conv"` puts the same heads on the
+    backbone's convolutional twin (each axial-attention pair a 3x3 convolution: Panoptic-DeepLab on a ResNet)."""
 
     def __init__(self, num_classes: int = 5, in_chans: int = 1, img_size: int = 32, *, layers: Sequence[int] = (1,),
                  planes: Sequence[int] = (32,), stem_width: int = 32, patch_size: int = 2, heads: int = 4,
-                 head_width: int = 32, position: str = "qkv", norm: bool = True, gated: bool = False):
+                 head_width: int = 32, position: str = "qkv", norm: bool = True, gated: bool = False,
+                 block: str = "axial"):
         super().__init__()
         self.num_classes, self.in_chans, self.patch_size = num_classes, in_chans, patch_size
         self.default_input_size = (in_chans, img_size, img_size)
         self.backbone = AxialResNet(layers, width_multiplier=1.0, planes=planes, strides=(1,) * len(layers),
                                     stem_width=stem_width, stem="patch", patch_size=patch_size, num_classes=0,
                                     in_chans=in_chans, img_size=img_size, heads=heads, position=position, norm=norm,
-                                    gated=gated)
+                                    gated=gated, block=block)
         self.min_input_size = self.backbone.min_input_size
         c = self.backbone.num_features
         self.semantic_head = head(c, head_width, num_classes)

@@ -2,8 +2,8 @@
 
 The layers `EvoNormB0` and `EvoNormS0`, the search space of layers as computation graphs over Table 1's primitives
 (`LayerGraph`, `GraphLayer`, `random_graph`, `mutate`), the evolutionary search with its rejections
-(`regularized_evolution`), CIFAR ResNets whose BN-ReLUs are one such layer (`norm_act_resnet`, presets
-resnet20_evonorm_b0/s0) and three claims. See README.md beside this file.
+(`regularized_evolution`, and `random_search` as its control), CIFAR ResNets whose BN-ReLUs are one such layer
+(`norm_act_resnet`, presets resnet20_evonorm_b0/s0) and three claims. See README.md beside this file.
 """
 
 from . import bench, claims  # noqa: F401  (registers the claims and the bench pairs)
@@ -13,6 +13,7 @@ from .evolution import (
     SearchResult,
     evaluate_candidate,
     lightweight_rejection,
+    random_search,
     regularized_evolution,
     worst_case_grad_norm,
 )
@@ -23,5 +24,5 @@ from .search_space import EVONORM_B0, EVONORM_S0, PRIMITIVES, GraphLayer, LayerG
 __all__ = ["EvoNormB0", "EvoNormS0", "batch_variance", "instance_std", "group_std", "LayerGraph", "Node", "graph",
            "GraphLayer", "PRIMITIVES", "EVONORM_B0", "EVONORM_S0", "random_graph", "mutate", "Candidate", "ProxyTask",
            "SearchResult", "evaluate_candidate", "lightweight_rejection", "worst_case_grad_norm",
-           "regularized_evolution", "norm_act_resnet", "bn_relu", "s0_groups", "resnet20_evonorm_b0",
+           "regularized_evolution", "random_search", "norm_act_resnet", "bn_relu", "s0_groups", "resnet20_evonorm_b0",
            "resnet20_evonorm_s0"]

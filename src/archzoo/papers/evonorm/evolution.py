@@ -22,6 +22,10 @@ mechanisms"):
 A candidate that survives is trained on the proxy task; its validation accuracy is its fitness, its test accuracy
 is only reported. The paper evaluates every candidate on K = 3 anchor architectures and selects on the Pareto
 front of the K accuracies; we use one architecture (a ResNet-8), so the tournament winner is the most accurate.
+
+`random_search` is the control the paper compares evolution with: the same rejections and proxy task, fresh random
+layers in place of mutations. Drawn from the same random stream, its first candidates are evolution's initial
+population, so with an equal budget the two differ only in how they propose the rest.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import math
 import random
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -228,14 +232,34 @@ def propose(rng: random.Random, make: Callable[[], LayerGraph], counts: Counter,
     raise RuntimeError(f"no layer passed the lightweight rejection in {max_tries} tries")
 
 
+def evaluator(task: ProxyTask, seed: int, history: list[Candidate], seen: set[str],
+              cache: dict[str, Candidate] | None) -> Callable[[LayerGraph, str], Candidate]:
+    """`add(graph, origin)`: evaluate a layer (or take its result from `cache`, keyed by formula: training is seeded
+    and deterministic, so a search with the same `seed` would get the same numbers), record it in `history` and
+    `seen`, and return it."""
+    def add(g: LayerGraph, origin: str) -> Candidate:
+        seen.add(str(g))
+        if cache is not None and str(g) in cache:
+            candidate = replace(cache[str(g)], origin=origin)
+        else:
+            candidate = evaluate_candidate(task, g, origin, seed)
+            if cache is not None:
+                cache[str(g)] = candidate
+        history.append(candidate)
+        return candidate
+    return add
+
+
 def regularized_evolution(task: ProxyTask, *, population_size: int, cycles: int, tournament_size: int,
-                          num_nodes: int, seed: int = 0, max_tries: int = 10_000) -> SearchResult:
+                          num_nodes: int, seed: int = 0, max_tries: int = 10_000,
+                          cache: dict[str, Candidate] | None = None) -> SearchResult:
     """Tournament selection with aging over layers of `num_nodes` intermediate nodes (see the module docstring).
 
     The initial population is filled with random layers until `population_size` of them are valid; then each of
     `cycles` cycles mutates a tournament winner once (a mutation that leaves the layer's formula unchanged, e.g.
     one of a dead node, is drawn again). A layer already evaluated is not trained again: training is seeded and
-    deterministic, so its result would be the same.
+    deterministic, so its result would be the same. `cache` (formula -> Candidate) shares results between
+    searches run with the same `seed`.
     """
     if not 1 <= tournament_size <= population_size:
         raise ValueError(f"tournament_size must be in 1..population_size ({population_size}), got {tournament_size}")
@@ -244,11 +268,7 @@ def regularized_evolution(task: ProxyTask, *, population_size: int, cycles: int,
     history: list[Candidate] = []
     seen: set[str] = set()
     population: deque[Candidate] = deque()
-
-    def add(g: LayerGraph, origin: str) -> Candidate:
-        seen.add(str(g))
-        history.append(candidate := evaluate_candidate(task, g, origin, seed))
-        return candidate
+    add = evaluator(task, seed, history, seen, cache)
 
     while len(population) < population_size:
         if len(history) >= max_tries:
@@ -263,3 +283,24 @@ def regularized_evolution(task: ProxyTask, *, population_size: int, cycles: int,
             population.append(c)
             population.popleft()                                           # aging: the oldest member dies
     return SearchResult(history, counts, list(population))
+
+
+def random_search(task: ProxyTask, *, budget: int, num_nodes: int, seed: int = 0, max_tries: int = 10_000,
+                  cache: dict[str, Candidate] | None = None) -> SearchResult:
+    """Random search with the same rejections: `budget` random layers (each new, passing the lightweight
+    rejection) go through the stability and quality checks and the proxy training; the best is the valid one with
+    the highest validation accuracy.
+
+    It draws from the same random stream as `regularized_evolution(seed=seed)`, so its first candidates are
+    evolution's initial population, evaluated once when both share `cache`; `population` holds the valid layers.
+    """
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1 candidate, got {budget}")
+    rng = random.Random(seed)
+    counts: Counter = Counter()
+    history: list[Candidate] = []
+    seen: set[str] = set()
+    add = evaluator(task, seed, history, seen, cache)
+    for _ in range(budget):
+        add(propose(rng, lambda: random_graph(rng, num_nodes), counts, max_tries, seen), "random")
+    return SearchResult(history, counts, [c for c in history if c.valid])

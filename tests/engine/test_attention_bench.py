@@ -77,3 +77,17 @@ def test_majority_accuracy_predicts_the_most_frequent_training_label():
     train = TensorDataset(torch.zeros(4, 3), torch.tensor([[2, 2, -100], [2, 1, -100], [1, 2, 0], [2, -100, -100]]))
     test = TensorDataset(torch.zeros(2, 3), torch.tensor([[2, 1, -100], [0, 2, 2]]))
     assert majority_accuracy(SimpleNamespace(train=train, test=test)) == pytest.approx(100.0 * 3 / 5)
+
+
+def test_compare_attentions_gives_each_attention_its_best_rate_on_validation():
+    from archzoo.engine.bench import compare_attentions
+    from archzoo.engine.claims import ClaimContext
+
+    cfg = SimpleNamespace(task="copy", length=8, n_train=64, n_val=32, n_test=32, steps=30, batch_size=16,
+                          lrs=(0.0, 1e-2), seeds=2)
+    result = compare_attentions(ClaimContext(progress=False), cfg, {"full": ("full", None)})
+    sweep = result["lr_sweep_val_accuracy"]["full"]
+    assert sweep[1e-2] > sweep[0.0]                                 # lr 0 learns nothing; 30 steps at 1e-2 do
+    assert result["lr"] == {"full": 1e-2}
+    assert len(result["accuracy_per_seed"]["full"]) == 2
+    assert result["accuracy"]["full"] == pytest.approx(sum(result["accuracy_per_seed"]["full"]) / 2)

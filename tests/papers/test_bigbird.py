@@ -325,3 +325,11 @@ def test_equals_transformers_block_sparse_attention_with_its_random_plan(n, bloc
         ours.to_out.bias.copy_(hf.out.bias)
     torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
+
+
+def test_quick_task_accuracy_claim_has_its_window_only_control(quick_claim):
+    record = quick_claim("bigbird", "task_accuracy")                     # run once (tests/test_claims_quick.py)
+    metrics = record["metrics"]
+    assert set(metrics["accuracy"]) == {"full", "BigBird", "window only"}
+    assert set(metrics["lr_sweep_val_accuracy"]) == set(metrics["lr"]) == set(metrics["accuracy"])
+    assert record["passed"] == all(metrics["checks"].values())

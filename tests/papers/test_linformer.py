@@ -281,3 +281,11 @@ def test_quick_low_rank_claim_finds_no_learned_head_at_initialisation(quick_clai
     record = quick_claim("linformer", "low_rank_attention")             # run once (tests/test_claims_quick.py)
     assert record["metrics"]["learned_heads"]["init"]["learned_heads_per_seed"] == [0]   # uniform rows: entropy ~1
     assert not record["passed"]                                          # 4 steps: nothing learned, nothing to judge
+
+
+def test_quick_accuracy_claim_compares_full_with_linformer_at_two_k(quick_claim):
+    record = quick_claim("linformer", "accuracy_near_full")             # run once (tests/test_claims_quick.py)
+    metrics, n = record["metrics"], record["config"]["length"]
+    assert set(metrics["accuracy"]) == {"full", f"linformer k={n // 2}", f"linformer k={n // 8}"}
+    assert set(metrics["lr_sweep_val_accuracy"]) == set(metrics["lr"]) == set(metrics["accuracy"])
+    assert record["passed"] == all(metrics["checks"].values())

@@ -11,7 +11,9 @@
 - `markdown`: tables and the sections of `docs/benchmarks.md` that each suite owns;
 - the suites run by `archzoo bench <name>`: one per family whose papers register parts with
   `register_family_bench` (`science`, `moe`, ...), `models`, `norms` (papers register their layer pairs with
-  `register_norm_bench`), `attention` and `tasks` (papers register with `register_attention_bench`).
+  `register_norm_bench`), `attention` and `tasks` (papers register with `register_attention_bench`);
+- `tuned`: attentions compared on a generated task, each at its own swept learning rate (claims of Linformer and
+  BigBird).
 """
 
 from .analysis import loglog_slope, method_slopes, plot_cost_panels, plot_loglog
@@ -21,6 +23,7 @@ from .markdown import default_benchmarks_path, format_table, load_note, load_now
 from .measure import LiveTensorBytes, MiB, bench_module, peak_memory, time_step
 from .models import LARGE_MODEL_PARAMS, bench_image_model, model_reference, preset_on_meta, register_model_reference
 from .norms import layer_pairs, register_norm_bench
+from .tuned import compare_attentions, plot_comparison
 
 __all__ = [
     "bench_module", "peak_memory", "time_step", "LiveTensorBytes", "MiB",
@@ -30,4 +33,5 @@ __all__ = [
     "register_norm_bench", "layer_pairs",
     "register_family_bench", "run_family_bench", "family_parts", "BenchOptions",
     "register_attention_bench", "attention_bench_specs", "build_attention", "AttentionBenchSpec",
+    "compare_attentions", "plot_comparison",
 ]

@@ -271,10 +271,20 @@ def sparse_layer_params(d, d_ff, n, heads, dim_head, modules):
 
 def test_preset_parameter_counts():
     """Counted from the layer formula above at the presets' sizes (the paper gives no count for these configs)."""
-    tiny_count = 256 * 64 + 1024 * 64 + 2 * sparse_layer_params(64, 512, 8, 4, 16, 4) + 4 * 64 + 128 * 256 + 256
+    tiny_count = 256 * 64 + 1024 * 64 + 2 * sparse_layer_params(64, 512, 32, 4, 16, 4) + 4 * 64 + 128 * 256 + 256
     medium_count = (32000 * 1024 + (128 + 256) * 512 + 24 * sparse_layer_params(1024, 6144, 64, 16, 64, 16)
                     + 4 * 1024 + 2048 * 32000 + 32000)
-    assert (tiny_count, medium_count) == (280_032, 432_946_944)
+    assert (tiny_count, medium_count) == (273_120, 432_946_944)
     assert n_params(archzoo.create_model("terraformer_tiny")) == tiny_count
     with torch.device("meta"):
         assert n_params(archzoo.create_model("terraformer_c4_medium")) == medium_count
+
+
+def test_quick_claim_measures_decoding_and_the_loss_gaps(quick_claim):
+    metrics = quick_claim("terraformer", "sparse_decoding")["metrics"]
+    assert set(metrics["ms_per_token"]) == {"sparse", "dense"}
+    assert all(ms > 0 for kind in metrics["ms_per_token"].values() for ms in kind.values())
+    mean = metrics["mean_final_val_loss"]
+    assert set(mean) == {"dense", "sparse_ff", "sparse"}
+    for kind in ("sparse_ff", "sparse"):
+        assert metrics["loss_gap"][kind] == pytest.approx((mean[kind] - mean["dense"]) / mean["dense"])

@@ -8,7 +8,7 @@ straight-through Gumbel selection, decoded from the chosen units only), the spar
 See README.md beside this file.
 """
 
-from . import bench, models, sparse_ff, sparse_qkv  # noqa: F401  (registers the layers, presets and bench)
+from . import bench, claims, models, sparse_ff, sparse_qkv  # noqa: F401  (registers layers, presets, claim, bench)
 from .decoding import DecodeState, LayerCache, attention_step
 from .models import TerraformerLM, terraformer_c4_medium, terraformer_tiny
 from .sparse_ff import SparseFeedForward

@@ -89,17 +89,19 @@ class TerraformerLM(ReformerLM):
         return torch.cat(out, dim=1)
 
 
+KINDS = ("dense", "sparse_ff", "sparse")
+
+
 def comparison_lm(vocab_size: int, kind: str, *, dim: int, depth: int, heads: int, ff_dim: int, block_size: int,
                   max_len: int) -> TerraformerLM:
-    """The pair the claim and the benchmark compare, identical but for the layers of Sec. 3: `kind` "sparse"
-    (sparse FFN with blocks of `block_size`, sparse QKV with one module per head) or "dense" (ReLU FFN of the same
-    d_ff, dense Q, K, V)."""
-    if kind not in ("sparse", "dense"):
-        raise ValueError(f"kind must be 'sparse' or 'dense', got {kind!r}")
-    sparse = kind == "sparse"
+    """The models the claim and the benchmark compare, identical but for the layers of Sec. 3: `kind` "dense" (ReLU
+    FFN, dense Q, K, V), "sparse_ff" (sparse FFN with blocks of `block_size`, dense Q, K, V) or "sparse" (sparse
+    FFN and sparse QKV with one module per head), all with the same d_ff."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return TerraformerLM(vocab_size, dim=dim, depth=depth, heads=heads, dim_head=dim // heads, ff_dim=ff_dim,
-                         max_len=max_len, sparse_ff=sparse, block_size=block_size,
-                         attention="terraformer_sparse_qkv" if sparse else "full")
+                         max_len=max_len, sparse_ff=kind != "dense", block_size=block_size,
+                         attention="terraformer_sparse_qkv" if kind == "sparse" else "full")
 
 
 @register_model(paper="terraformer", kwargs_to=TerraformerLM, input_size=(32768,), num_classes=32000,
@@ -116,8 +118,8 @@ def terraformer_c4_medium(**overrides) -> TerraformerLM:
 @register_model(paper="terraformer", kwargs_to=TerraformerLM, input_size=(1024,), num_classes=256,
                 task="language-modeling")
 def terraformer_tiny(**overrides) -> TerraformerLM:
-    """A CPU-sized Terraformer (the claim's sparse model): d 64, 2 layers of 4 heads of 16, d_ff 512 in blocks of 8,
-    sparse QKV with 4 modules, 1,024 learned positions, bytes."""
-    cfg = dict(vocab_size=256, dim=64, depth=2, heads=4, dim_head=16, ff_dim=512, block_size=8, max_len=1024,
+    """A CPU-sized Terraformer (the layers of the claim's sparse model): d 64, 2 layers of 4 heads of 16, d_ff 512 in
+    blocks of 32, sparse QKV with 4 modules, 1,024 learned positions, bytes."""
+    cfg = dict(vocab_size=256, dim=64, depth=2, heads=4, dim_head=16, ff_dim=512, block_size=32, max_len=1024,
                attention_kwargs=dict(modules=4, length_kernel=3))
     return TerraformerLM(**{**cfg, **overrides})

@@ -1,6 +1,6 @@
 """`archzoo bench moe`, part `terraformer`: milliseconds per token of cached single-token decoding (batch 1) of a
 Terraformer with sparse FFN + sparse QKV beside the dense Transformer of the same d_model and d_ff, at growing d_ff
-(the setting of the paper's Table 2)."""
+(the setting of the paper's decoding-time results)."""
 
 from __future__ import annotations
 

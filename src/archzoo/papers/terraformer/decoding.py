@@ -1,4 +1,4 @@
-"""Cached single-token decoding, the setting of the paper's speed results (Sec. 3, Table 2: unbatched decoding).
+"""Cached single-token decoding: unbatched decoding, the setting of the paper's speed results.
 
 Each layer keeps the keys and values of the tokens decoded so far (and, for sparse QKV, the last F - 1 outputs of
 its multiplicative layer, which the convolution reads), so a new token costs one pass of every layer over that

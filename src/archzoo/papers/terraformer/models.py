@@ -1,4 +1,4 @@
-r"""The Terraformer language model (Jaszczur et al. 2021, arXiv:2111.12763, Sec. 3 and 5) and its presets.
+r"""The Terraformer language model (Jaszczur et al. 2021, arXiv:2111.12763) and its presets.
 
 Terraformer is the Reformer's reversible stack (`archzoo.papers.reformer`: `ReversibleBlock`, LSH attention if
 asked) with the sparse layers of Sec. 3 inside it:

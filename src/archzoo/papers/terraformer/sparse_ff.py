@@ -1,4 +1,4 @@
-r"""The sparse feed-forward layer (Jaszczur et al. 2021, arXiv:2111.12763, Sec. 3.1, Fig. 2).
+r"""The sparse feed-forward layer (Jaszczur et al. 2021, arXiv:2111.12763, Sec. 3.1).
 
 A dense feed-forward layer reads all of W_1 and W_2 for every token; at batch 1 decoding is bound by reading
 them. The sparse layer cuts the d_ff hidden units into d_ff / N blocks of N units and lets a cheap controller
@@ -21,7 +21,7 @@ uses the one-hot selection, the backward pass the gradient of p = softmax(l) (on
 The Gumbel-max draw argmax(log p + tau g) = argmax(l / tau + g) is a sample of softmax(l / tau); we draw the same
 distribution by inversion, one uniform per block against the cumulative softmax (fewer and cheaper random numbers).
 As in the authors' code, a batch uses this quantised mask with probability `quant_prob` (0.3) and the soft mask
-p otherwise, which steadies training (after van den Oord et al. 2017, Sec. 2.1).
+p otherwise, which steadies training (the authors' code cites Kaiser & Bengio 2018, arXiv:1801.09797, Sec. 2.1).
 """
 
 from __future__ import annotations

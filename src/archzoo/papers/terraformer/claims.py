@@ -53,7 +53,7 @@ LM = dict(dim=64, depth=2, heads=4, ff_dim=512, block_size=32, block=64, batch=1
     statement=("Sparse feed-forward (one unit per block of N chosen by a low-rank controller) and sparse QKV "
                "(multiplicative layer + convolution) make unbatched cached decoding several times faster than the "
                "dense Transformer as d_ff grows, while each sparse layer keeps the dense model's loss within a small "
-               "gap (Sec. 3, Table 2, Fig. 1-3)."),
+               "gap (abstract; Sec. 3.1-3.2)."),
     criterion=CRITERION,
     quick=dict(LM, dim=16, heads=2, ff_dim=64, block=16, batch=4, warmup=2, val_windows=4, eval_every=2, steps=4,
                lrs=(3e-3,), seeds=1, block_size=8, speed_dim=32, speed_heads=2, speed_ff_dims=(64, 256),

@@ -20,6 +20,8 @@ SMALL = {                   # the presets' own layers, narrower and shallower (p
     "linformer_base_*": dict(dim=32, depth=1, heads=2, dim_head=16, vocab_size=100),
     "longformer_*": dict(dim=32, depth=1, heads=2, vocab_size=100, max_len=128, window=8),
     "reformer_enwik8": dict(dim=32, depth=1, heads=2, dim_head=16, ff_dim=64, axial_dims=(16, 16)),
+    "terraformer_c4_medium": dict(dim=32, depth=1, heads=2, dim_head=16, ff_dim=128, vocab_size=100,
+                                  attention_kwargs=dict(modules=2), axial_dims=(16, 16)),
     "synthesizer_*": dict(dim=32, depth=1, heads=2, dim_head=16, vocab_size=100, max_len=64),
     "switch_base_8": dict(dim=32, depth=2, heads=2, dim_head=16, vocab_size=100, max_len=128, num_experts=2),
 }

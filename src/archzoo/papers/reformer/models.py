@@ -36,10 +36,11 @@ class AttentionSublayer(nn.Module):
 
 
 class FeedForwardSublayer(nn.Sequential):
-    """G of a reversible layer: G(x) = FeedForward(LayerNorm(x)) with a d -> d_ff -> d MLP (position-wise)."""
+    """G of a reversible layer: G(x) = FeedForward(LayerNorm(x)) with a d -> d_ff -> d MLP (position-wise), or the
+    position-wise module `ff` (d -> d) in its place (Terraformer's sparse feed-forward)."""
 
-    def __init__(self, dim: int, ff_dim: int, act: str = "relu", dropout: float = 0.0):
-        super().__init__(nn.LayerNorm(dim), MLP(dim, ff_dim, dim, act=act, dropout=dropout))
+    def __init__(self, dim: int, ff_dim: int, act: str = "relu", dropout: float = 0.0, ff: nn.Module | None = None):
+        super().__init__(nn.LayerNorm(dim), ff if ff is not None else MLP(dim, ff_dim, dim, act=act, dropout=dropout))
 
 
 def _attention(attention: str | Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -55,6 +56,8 @@ class ReformerLM(Classifier, nn.Module):
       otherwise a learned embedding of `max_len` positions.
     - `attention` is any registered attention ("reformer" = LSH, "reformer_shared_qk", "full", ...) built with
       `attention_kwargs`; `causal=True` makes it a language model (position t sees tokens <= t).
+    - `feedforward(dim, ff_dim)` builds each layer's position-wise feed-forward module in place of the ReLU MLP
+      (default), e.g. Terraformer's sparse feed-forward.
     - `num_classes` (default `vocab_size`) is the output size; `mask` (B, N), True = real token, is passed
       to the attention. The head is `core.Classifier`'s, on the normalised [y1; y2] (2d features per token).
     """
@@ -64,7 +67,7 @@ class ReformerLM(Classifier, nn.Module):
                  axial_shape: tuple[int, int] | None = None, axial_dims: tuple[int, int] | None = None,
                  attention: str | Callable[..., nn.Module] = "reformer", attention_kwargs: dict | None = None,
                  causal: bool = True, reversible: bool = True, ff_chunks: int = 1, dropout: float = 0.0,
-                 act: str = "relu"):
+                 act: str = "relu", feedforward: Callable[[int, int], nn.Module] | None = None):
         super().__init__()
         self.vocab_size, self.dim, self.causal = vocab_size, dim, causal
         self.num_classes = num_classes if num_classes is not None else vocab_size
@@ -76,9 +79,12 @@ class ReformerLM(Classifier, nn.Module):
             self.pos = LearnedPositionalEmbedding(max_len, dim)
         self.max_len = self.pos.max_len
         make_attention = _attention(attention)
+        ff_dim = ff_dim or 4 * dim
         blocks = [ReversibleBlock(AttentionSublayer(dim, make_attention(dim, heads=heads, dim_head=dim_head,
                                                                         **(attention_kwargs or {})), dropout),
-                                  FeedForwardSublayer(dim, ff_dim or 4 * dim, act, dropout), chunks=ff_chunks)
+                                  FeedForwardSublayer(dim, ff_dim, act, dropout,
+                                                      feedforward(dim, ff_dim) if feedforward else None),
+                                  chunks=ff_chunks)
                   for _ in range(depth)]
         self.layers = ReversibleSequence(blocks, reversible=reversible)
         self.norm = nn.LayerNorm(2 * dim)

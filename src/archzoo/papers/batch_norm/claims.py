@@ -399,7 +399,8 @@ def mnist_sigmoid_distributions(cfg, ctx) -> ClaimResult:
 def plot_figure1(metrics: dict):
     """Fig. 1 redrawn: (a) test accuracy against steps with and without BN, (b, c) the {15, 50, 85}th
     percentiles of one last-hidden-layer sigmoid input over training in the inference network, without BN (b)
-    and with BN (c, population statistics; dashed: the median with the moving averages)."""
+    and with BN (c, population statistics; dashed: the median with the moving averages). The titles give the drift,
+    mean over units and seeds."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -420,7 +421,7 @@ def plot_figure1(metrics: dict):
         if net == "bn":
             r = metrics["unit0_percentiles_seed0"][net]["running"]
             ax.plot(r["step"], r["p50"], "--", color="tab:purple", lw=1, label="median, moving averages")
-        ax.set_title(f"{title}: drift (mean over units, seeds) = {drift[net]:.2f}")
+        ax.set_title(f"{title}: drift {drift[net]:.2f}")
         ax.set_xlabel("training step")
         ax.set_ylabel("sigmoid input (inference network)")
         ax.legend(loc="lower right", fontsize=8)

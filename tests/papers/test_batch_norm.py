@@ -3,6 +3,7 @@
 module (its `forward`, the fused fast path, equals `reference_forward`: tests/contract/test_layers.py), the Sec. 4.1
 network and the claims."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -239,6 +240,35 @@ def test_bn_sigmoid_inputs_are_normalised_in_training():
         torch.testing.assert_close(s.mean(0), torch.full((100,), -1.0, dtype=torch.float64))
         torch.testing.assert_close(s.std(0, unbiased=False), torch.full((100,), 2.0, dtype=torch.float64),
                                    rtol=1e-3, atol=1e-3)
+
+
+def test_population_statistics_are_algorithm2_averages_of_the_training_network_whatever_came_before():
+    from archzoo.papers.batch_norm.batch_norm import estimate_population_statistics
+
+    torch.manual_seed(0)
+    model = archzoo.create_model("mnist_mlp_bn", img_size=4).double()
+    model(torch.rand(8, 1, 4, 4, dtype=torch.float64) * 5)                # running statistics to be forgotten
+    xs = [torch.rand(6, 1, 4, 4, dtype=torch.float64) + s for s in range(3)]
+    first, second = model.norms[0], model.norms[1]
+    with torch.no_grad():                                               # layer 2 sees layer 1 normalised per batch
+        h1 = [model.linears[0](x.flatten(1)) for x in xs]
+        h2 = [model.linears[1](torch.sigmoid(first.reference_forward(h))) for h in h1]
+    assert estimate_population_statistics(model, xs) is model and not model.training
+    for bn, hs in ((first, h1), (second, h2)):
+        torch.testing.assert_close(bn.running_mean, torch.stack([h.mean(0) for h in hs]).mean(0))
+        torch.testing.assert_close(bn.running_var, torch.stack([h.var(0) for h in hs]).mean(0))   # m/(m-1) sigma^2
+        assert bn.momentum == 0.1 and int(bn.num_batches_tracked) == len(xs)
+
+
+def test_drift_is_the_range_of_each_percentile_over_training_mean_over_percentiles_and_units():
+    from archzoo.papers.batch_norm.claims import drift
+
+    steady = np.zeros((5, 3, 2))
+    moving = steady.copy()
+    moving[:, :, 0] = np.arange(5)[:, None]                              # unit 0's percentiles move by 4 in all
+    moving[2, 1, 1] = -1.0                                               # unit 1's median dips by 1 once
+    assert drift(steady) == 0.0 and drift(moving) == pytest.approx((3 * 4 + 1) / 6)
+    assert drift(moving, start=3) == pytest.approx(1 / 2)
 
 
 def test_loss_falls_on_a_fixed_batch():

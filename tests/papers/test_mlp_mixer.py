@@ -151,3 +151,11 @@ def test_loss_falls_on_a_fixed_batch():
 def test_quick_claim_on_the_8px_digits_fallback_takes_a_patch_size_that_divides_them(quick_claim):
     record = quick_claim("mlp_mixer", "on_par_with_vit")                 # fallback data (tests/conftest.py)
     assert record["substitutes"] == {"fashion-mnist": "digits"} and record["metrics"]["patch_size"] == 4
+
+
+def test_quick_claim_trains_each_net_at_the_best_rate_of_its_own_sweep(quick_claim):
+    metrics = quick_claim("mlp_mixer", "on_par_with_vit")["metrics"]
+    for net, sweep in metrics["val_accuracy"].items():
+        assert float(metrics["best_lr"][net]) == float(max(sweep, key=sweep.get))
+    # the quick Mixer sweeps two rates, so its best is at an end of the sweep; a single rate is not a sweep
+    assert metrics["best_lr_at_sweep_edge"] == {"mixer": True, "vit": False}

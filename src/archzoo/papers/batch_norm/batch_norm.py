@@ -30,6 +30,8 @@ The tests check that the two agree (outputs, gradients, running statistics, in t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -142,6 +144,25 @@ class BatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+@torch.no_grad()
+def estimate_population_statistics(model: nn.Module, batches: Iterable[Tensor]) -> nn.Module:
+    """Algorithm 2, steps 9-11, for a network whose weights stay as they are: every BN layer of `model` forgets its
+    running statistics and averages mu_B and the unbiased m/(m-1) sigma_B^2 over the training mini-batches
+    `batches` instead (each layer sees the outputs of the training network N_BN^tr below it); `model` is returned
+    in eval mode, the inference network N_BN^inf. Each layer's momentum is kept for later training."""
+    layers = [m for m in model.modules() if isinstance(m, BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = None                                               # the plain average over all batches
+        m.running_mean.zero_(), m.running_var.fill_(1.0), m.num_batches_tracked.zero_()
+    model.train()
+    for x in batches:
+        model(x)
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    return model.eval()
 
 
 @register_layer(paper="batch_norm")

@@ -202,3 +202,21 @@ def test_the_law_criterion_reads_the_radial_factor_of_each_direction():
     assert central_law_r2(DX / R ** 3, r)["1/r^2 force (1/r^3)"] == pytest.approx(1.0)
     assert set(central_law_r2(0.3 * R, r).values()) == {0.0}                                # no direction at all
     assert is_affine_in_displacement(sympy.expand(spring)) and not is_affine_in_displacement(DX * DY)
+
+
+# ----------------------------------------------------------------------------- the quick claims
+
+
+@pytest.mark.parametrize("name", ["bottleneck_messages_are_forces", "l1_messages_are_forces"])
+def test_quick_linearity_claims_report_r2_per_law_and_model(quick_claim, name):
+    record = quick_claim("symbolic_gnn", name)
+    r2 = record["metrics"]["r2"]
+    assert set(r2) == {"spring", "r2"}
+    assert all(len(comps) == 2 and all(-1 <= v <= 1 for v in comps) for runs in r2["spring"].values()
+               for comps in (runs if isinstance(runs[0], list) else [runs]))
+
+
+def test_quick_symbolic_regression_claim_reports_each_run_and_its_law_fits(quick_claim):
+    metrics = quick_claim("symbolic_gnn", "symbolic_regression_recovers_spring_law")["metrics"]
+    assert metrics["of"] == len(metrics["runs"]) == 1
+    assert set(metrics["runs"][0]["law_r2"]) >= {"spring (1 - 1/r)", "Hooke, no rest length (1)"}

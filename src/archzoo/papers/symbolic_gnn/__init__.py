@@ -6,7 +6,7 @@ messages (`messages`: linear fits on the true forces, symbolic regression with g
 README.md beside this file.
 """
 
-from . import gn, messages, simulate  # noqa: F401  (registers the dataset and the presets)
+from . import claims, gn, simulate  # noqa: F401  (registers the dataset, presets and claims)
 from .gn import GraphNetwork, acceleration_loss, edge_index, gn_bottleneck, gn_l1, gn_standard, l1_term
 from .simulate import accelerations, energy, load_nbody, pair_force, pair_potential
 from .simulate import simulate as simulate_nbody

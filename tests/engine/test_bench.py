@@ -141,6 +141,27 @@ def test_models_suite_measures_image_classifiers_and_skips_others(tmp_path):
     assert "Skipped:\n- `_test_bench_noinput`: not an image classifier (sequence-classification)" in text
 
 
+def test_a_models_run_stopped_midway_leaves_a_section_that_says_it_is_partial(tmp_path, monkeypatch):
+    calls = []
+
+    def measure(name, **kw):
+        if calls:
+            raise KeyboardInterrupt                           # stopped while the second preset runs
+        calls.append(name)
+        return {"model": name, "params (M)": 0.1, "input": "2x1x28x28", "steps": 2, "time_ms": 1.0}
+
+    monkeypatch.setattr(bench, "bench_image_model", measure)
+    args = SimpleNamespace(device="cpu", repeats=2, warmup=1, quick=True, out=tmp_path / "bench.md",
+                           pattern="mnist_mlp|lenet_300_100", batch_size=None, img_size=None)
+    with pytest.raises(KeyboardInterrupt):
+        bench.bench_models(args)
+    text = (tmp_path / "bench.md").read_text()
+    assert "**Partial: 1 of the 2 presets measured so far**" in text and f"| {calls[0]} |" in text
+    monkeypatch.setattr(bench, "bench_image_model", lambda name, **kw: {"model": name, "note": "skipped"})
+    bench.bench_models(args)                                  # a whole run: no partial note
+    assert "Partial" not in (tmp_path / "bench.md").read_text()
+
+
 def test_a_large_model_on_cpu_gets_two_timed_steps(monkeypatch):
     small = bench.bench_image_model("mnist_mlp", batch_size=2, img_size=None, device="cpu", repeats=4, warmup=0)
     monkeypatch.setattr(bench, "LARGE_MODEL_PARAMS", 1000)                  # mnist_mlp (99,710) counts as large

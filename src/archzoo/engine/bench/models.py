@@ -139,29 +139,32 @@ def bench_models(args) -> None:
         list_papers(family)                                   # an unknown family raises ValueError
     out = getattr(args, "out", None) or default_benchmarks_path()
     section = f"models-{family}" if family else "models"
+    names = [name for name in matching_models(getattr(args, "pattern", None))
+             if family is None or get_paper(model_paper(name)).family == family]
     rows = []
-    for name in matching_models(getattr(args, "pattern", None)):
-        if family is not None and get_paper(model_paper(name)).family != family:
-            continue
+    for name in names:
         print(f"[bench models] {name}", file=sys.stderr, flush=True)
         rows.append(bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
                                        repeats=repeats, warmup=warmup))
-        # written after every preset, so a run killed midway (out of memory) keeps the rows it measured
-        write_section(out, section, _models_section(rows, family, device, repeats, warmup, quick, load))
-    markdown = _models_section(rows, family, device, repeats, warmup, quick, load)
+        # written after every preset, so a run killed midway (out of memory) keeps the rows it measured, and says
+        # that it is partial
+        write_section(out, section, _models_section(rows, family, device, repeats, warmup, quick, load, len(names)))
+    markdown = _models_section(rows, family, device, repeats, warmup, quick, load, len(names))
     write_section(out, section, markdown)
     print(markdown)
 
 
 def _models_section(rows: list[dict], family: str | None, device, repeats: int, warmup: int, quick: bool,
-                    load: float) -> str:
+                    load: float, total: int) -> str:
     measured = [r for r in rows if "note" not in r]
     skipped = [f"- `{r['model']}`: {r['note']}" for r in rows if "note" in r]
+    partial = (f" **Partial: {len(rows)} of the {total} presets measured so far** (a run stopped here has lost the "
+               f"other presets' rows from this section)." if len(rows) < total else "")
     return "\n".join([
         f"## Models{f' ({family} family)' if family else ''}",
         "",
         f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
-        f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.{load_note(load)}",
+        f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.{load_note(load)}{partial}",
         "",
         format_table(measured, ["model", "params (M)", "input", "steps", "time_ms", "images/s", "peak_mb",
                                 "reference", "ref_ms", "ratio", "ref_mb"]).rstrip()

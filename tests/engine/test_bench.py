@@ -234,3 +234,24 @@ def test_models_suite_writes_its_rows_as_it_goes(tmp_path, monkeypatch):
     bench.bench_models(SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
                                  pattern="resnet2*", batch_size=None, img_size=None, family="cnn"))
     assert len(seen) >= 2
+
+
+def test_a_preset_with_a_batch_limit_runs_at_that_batch_and_the_section_says_why(tmp_path):
+    bench.register_batch_limit("lenet_300_100", 1, "a test cap")
+    try:
+        args = SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
+                               pattern="mnist_mlp|lenet_300_100", batch_size=3, img_size=None)
+        bench.bench_models(args)
+    finally:
+        bench._BATCH_LIMITS.pop("lenet_300_100")
+    text = (tmp_path / "bench.md").read_text()
+    rows = {line.split(" | ")[0]: line.split(" | ")[2] for line in text.splitlines() if line.startswith("| ")}
+    assert (rows["| lenet_300_100"], rows["| mnist_mlp"]) == ("1x1x32x32", "3x1x32x32")   # capped, and not
+    assert "Run at a smaller batch:\n- `lenet_300_100` ran at 1x1x32x32: a test cap" in text
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        bench.register_batch_limit("x", 0, "no")
+
+
+def test_the_imagenet_perceiver_is_benchmarked_at_batch_1():
+    registry.list_papers()
+    assert bench.batch_limit("perceiver_imagenet")[0] == 1 and bench.batch_limit("vit_b16") is None

@@ -21,7 +21,15 @@ from .attention import AttentionBenchSpec, attention_bench_specs, build_attentio
 from .family import BenchOptions, family_parts, register_family_bench, run_family_bench
 from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
 from .measure import LiveTensorBytes, MiB, bench_module, peak_memory, time_step
-from .models import LARGE_MODEL_PARAMS, bench_image_model, model_reference, preset_on_meta, register_model_reference
+from .models import (
+    LARGE_MODEL_PARAMS,
+    batch_limit,
+    bench_image_model,
+    model_reference,
+    preset_on_meta,
+    register_batch_limit,
+    register_model_reference,
+)
 from .norms import layer_pairs, register_norm_bench
 from .tuned import compare_attentions, plot_comparison
 
@@ -30,6 +38,7 @@ __all__ = [
     "loglog_slope", "method_slopes", "plot_cost_panels", "plot_loglog",
     "format_table", "write_section", "load_note", "load_now", "default_benchmarks_path",
     "register_model_reference", "model_reference", "preset_on_meta", "bench_image_model", "LARGE_MODEL_PARAMS",
+    "register_batch_limit", "batch_limit",
     "register_norm_bench", "layer_pairs",
     "register_family_bench", "run_family_bench", "family_parts", "BenchOptions",
     "register_attention_bench", "attention_bench_specs", "build_attention", "AttentionBenchSpec",

@@ -70,6 +70,22 @@ def _reference_for(name: str, img_size: int | None) -> tuple[str | None, nn.Modu
         return ref_name, None, f"reference `{ref_name}` not installed ({e.name or e})"
 
 
+_BATCH_LIMITS = table("model bench batch limit")   # fnmatch pattern -> (largest batch, why)
+
+
+def register_batch_limit(pattern: str, batch_size: int, why: str) -> None:
+    """Cap the batch of the presets matching `pattern` (fnmatch) in `archzoo bench models`, for a preset whose step
+    at the default batch does not fit in a workstation's memory; `why` is printed in the section."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _BATCH_LIMITS[pattern] = (batch_size, why)
+
+
+def batch_limit(name: str) -> tuple[int, str] | None:
+    """(largest batch, why) for a preset with a registered cap, else None."""
+    return next((limit for pattern, limit in _BATCH_LIMITS.items() if fnmatch.fnmatch(name, pattern)), None)
+
+
 LARGE_MODEL_PARAMS = 150e6
 
 
@@ -80,8 +96,12 @@ def bench_image_model(name: str, *, batch_size: int, img_size: int | None, devic
     training/eval mode (`ref_ms`, `ratio` = ours / reference).
 
     On a CPU a model over `LARGE_MODEL_PARAMS` takes minutes a step, so it gets at most 2 timed steps after 1
-    warm-up (the row's `steps` says how many were timed) and no reference beside it.
+    warm-up (the row's `steps` says how many were timed) and no reference beside it. A preset with a registered
+    `batch_limit` runs at that batch when it is smaller than `batch_size` (the row's `input` shows the batch).
     """
+    limit = batch_limit(name)
+    capped = limit is not None and limit[0] < batch_size
+    batch_size = limit[0] if capped else batch_size
     try:
         model = _create(name, img_size)
     except Exception as e:
@@ -108,6 +128,8 @@ def bench_image_model(name: str, *, batch_size: int, img_size: int | None, devic
                         ref_name=ref_name or "reference")
     row = {"model": name, "params (M)": params / 1e6, "input": f"{batch_size}x{c}x{h}x{w}", "steps": repeats,
            **{k: v for k, v in rows[0].items() if k not in ("method", "size")}}
+    if capped:
+        row["batch_limit"] = limit[1]
     if "time_ms" in row:
         row["images/s"] = batch_size / row["time_ms"] * 1e3
     if reference is not None:
@@ -158,6 +180,7 @@ def _models_section(rows: list[dict], family: str | None, device, repeats: int, 
                     load: float, total: int) -> str:
     measured = [r for r in rows if "note" not in r]
     skipped = [f"- `{r['model']}`: {r['note']}" for r in rows if "note" in r]
+    capped = [f"- `{r['model']}` ran at {r['input']}: {r['batch_limit']}" for r in measured if "batch_limit" in r]
     partial = (f" **Partial: {len(rows)} of the {total} presets measured so far** (a run stopped here has lost the "
                f"other presets' rows from this section)." if len(rows) < total else "")
     return "\n".join([
@@ -169,5 +192,6 @@ def _models_section(rows: list[dict], family: str | None, device, repeats: int, 
         format_table(measured, ["model", "params (M)", "input", "steps", "time_ms", "images/s", "peak_mb",
                                 "reference", "ref_ms", "ratio", "ref_mb"]).rstrip()
         if measured else "No registered image classifier matches.",
+        *(["", "Run at a smaller batch:", *capped] if capped else []),
         *(["", "Skipped:", *skipped] if skipped else []),
     ])

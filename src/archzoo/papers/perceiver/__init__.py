@@ -5,7 +5,7 @@ Fourier position features (`fourier.py`), the cross-attend and the Perceiver cla
 `perceiver_imagenet` and three claims. See README.md beside this file.
 """
 
-from . import claims  # noqa: F401  (registers the claims)
+from . import bench, claims  # noqa: F401  (registers the claims and the bench batch limit)
 from .fourier import FourierPositionEncoding, fourier_features, frequency_bands, grid_positions
 from .modalities import point_clouds, series
 from .perceiver import CrossAttend, Perceiver

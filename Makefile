@@ -13,7 +13,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 FASHION_MNIST_HOW := sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu), or archzoo data fetch fashion-mnist \
 	where a network exists, or put its four IDX files in a folder and pass --data-dir FOLDER
 
-.PHONY: install data demo test test-reference bench report clean
+.PHONY: install data demo test test-reference bench bench-cuda report clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,14 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]' || echo "reference packages unavailable: benchmarking ours only"
 	for suite in $(BENCH_SUITES); do $(VENV)/bin/archzoo bench $$suite $(BENCH_ARGS) || exit 1; done
 	$(VENV)/bin/archzoo bench models --family vision $(BENCH_ARGS)
+
+# On a machine with a GPU and a CUDA build of torch (TORCH=torch): the bf16 sections, each beside the CPU ones:
+# every attention with full attention against SDPA's flash kernel, and ViT training throughput with its MFU.
+bench-cuda: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]' || echo "reference packages unavailable: benchmarking ours only"
+	$(VENV)/bin/archzoo bench attention --device cuda --dtype bfloat16 $(BENCH_ARGS)
+	$(VENV)/bin/archzoo bench models --family vision --pattern 'vit_b16|vit_l16' --device cuda --dtype bfloat16 \
+		--batch-size 64 $(BENCH_ARGS)
 
 report: $(STAMP)
 	$(VENV)/bin/archzoo report

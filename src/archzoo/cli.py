@@ -512,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, default=None)
     p.add_argument("--length", type=int, default=None, help="sequence length of `bench tasks` (default 256)")
     p.add_argument("--family", default=None, help="`bench models`: only this family's presets (its own section)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="`bench attention` and `bench models`: run in this dtype (default float32); a run off the CPU "
+                        "or in another dtype writes its own section")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="`bench models`: the device's peak TFLOP/s for the MFU column (default: the datasheet peak "
+                        "of a known GPU; none on a CPU)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
     p.add_argument("--out", help="markdown file to write (default docs/benchmarks.md)")
     p.set_defaults(fn=cmd_bench)

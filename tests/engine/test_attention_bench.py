@@ -91,3 +91,25 @@ def test_compare_attentions_gives_each_attention_its_best_rate_on_validation():
     assert result["lr"] == {"full": 1e-2}
     assert len(result["accuracy_per_seed"]["full"]) == 2
     assert result["accuracy"]["full"] == pytest.approx(sum(result["accuracy_per_seed"]["full"]) / 2)
+
+
+def test_the_reference_of_full_attention_is_full_attention_without_its_checks():
+    from archzoo.engine.bench.attention import SDPALayer
+
+    torch.manual_seed(0)
+    ours, ref = FullAttention(32, heads=2, dim_head=16), SDPALayer(32, 2, 16)
+    ref.load_state_dict(ours.state_dict())                            # the same parameter names
+    x = torch.randn(2, 10, 32)
+    torch.testing.assert_close(ref(x), ours(x))
+
+
+def test_a_bfloat16_run_writes_its_own_section_in_that_dtype(tmp_path):
+    from archzoo.engine.bench import write_section
+
+    write_section(tmp_path / "benchmarks.md", "attention-full", "the float32 run")
+    bench_attention(SimpleNamespace(**vars(_args(tmp_path, "full")), dtype="bfloat16"))
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "the float32 run" in text
+    section = text[text.index("<!-- bench:attention-full-bfloat16 -->"):]
+    assert "## Attention: `full` only: cpu, bfloat16" in section and "on `cpu` in bfloat16" in section
+    assert "--device cpu --dtype bfloat16" in section and "| SDPA layer (flash kernel" in section

@@ -255,3 +255,70 @@ def test_a_preset_with_a_batch_limit_runs_at_that_batch_and_the_section_says_why
 def test_the_imagenet_perceiver_is_benchmarked_at_batch_1():
     registry.list_papers()
     assert bench.batch_limit("perceiver_imagenet")[0] == 1 and bench.batch_limit("vit_b16") is None
+
+
+class _DtypeProbe(nn.Module):
+    """Records the dtypes of its inputs and of its weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.seen = nn.Linear(4, 2), []
+
+    def forward(self, x, index=None):
+        self.seen.append((x.dtype, self.linear.weight.dtype, None if index is None else index.dtype))
+        return self.linear(x)
+
+
+def test_bench_module_casts_module_and_inputs_to_the_dtype():
+    probe = _DtypeProbe()
+    (row,) = bench_module(probe, lambda _: (torch.randn(3, 4, requires_grad=True), torch.arange(3)), [None],
+                          repeats=1, warmup=0, dtype=torch.bfloat16)
+    assert "time_ms" in row and set(probe.seen) == {(torch.bfloat16, torch.bfloat16, torch.int64)}  # ints stay
+    probe = _DtypeProbe()
+    bench_module(probe, lambda _: torch.randn(3, 4), [None], repeats=1, warmup=0)
+    assert set(probe.seen) == {(torch.float32, torch.float32, None)}
+
+
+def test_step_flops_counts_the_matrix_products_of_forward_and_backward_on_the_meta_device():
+    from archzoo.engine.bench.flops import step_flops
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 3))
+    # forward 2 B (12*5 + 5*3); backward: both weight gradients, and the input gradient of the second layer only
+    # (the batch does not require grad, so the first layer's input gradient is never formed)
+    assert step_flops(model, (4, 3, 2, 2)) == 2 * 4 * (2 * 12 * 5 + 3 * 5 * 3)
+
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x[: int(x.sum().item())]
+
+    assert step_flops(DataDependent(), (4, 3)) is None
+
+
+def test_peak_tflops_knows_datasheet_gpus_and_no_cpu(monkeypatch):
+    from archzoo.engine.bench.flops import peak_tflops
+
+    assert peak_tflops("cpu", torch.bfloat16) is None
+    for name, bf16, fp32 in (("NVIDIA H100 80GB HBM3", 989.4, 66.9), ("NVIDIA H100 PCIe", 756.5, 51.2),
+                             ("NVIDIA H200", 989.4, 66.9), ("NVIDIA A100-SXM4-40GB", 312.0, 19.5),
+                             ("Tesla T4", None, None)):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device, name=name: name)
+        assert (peak_tflops("cuda", torch.bfloat16), peak_tflops("cuda", torch.float32)) == (bf16, fp32)
+
+
+def test_models_section_reports_throughput_and_mfu_against_a_given_peak(tmp_path):
+    args = SimpleNamespace(device="cpu", repeats=1, warmup=0, quick=True, out=tmp_path / "bench.md",
+                           pattern="mnist_mlp", batch_size=None, img_size=None, dtype="bfloat16", peak_tflops=0.5)
+    bench.bench_models(args)
+    text = (tmp_path / "bench.md").read_text()
+    assert "<!-- bench:models-bfloat16 -->" in text and "## Models: cpu, bfloat16" in text
+    header, _, row = [line for line in text.splitlines() if line.startswith("|")][:3]
+    cells = dict(zip(header.strip("|").split(" | "), row.strip("|").split(" | ")))
+    tflops = float(cells["tflop/s"].replace(",", ""))
+    assert tflops > 0 and float(cells["mfu"]) == pytest.approx(tflops / 0.5, rel=1e-3)
+    images = float(cells["images/s"].replace(",", ""))
+    # mnist_mlp at 32 px: 1024 -> 100 -> 100 -> 100 -> 10. Forward 2 m n per image and layer; backward the same for
+    # every weight gradient, and for the input gradients of all layers but the first (the batch needs none)
+    macs = [1024 * 100, 100 * 100, 100 * 100, 100 * 10]
+    flops_per_image = 2 * sum(macs) + 2 * sum(macs) + 2 * sum(macs[1:])
+    assert tflops == pytest.approx(images * flops_per_image / 1e12, rel=0.02)

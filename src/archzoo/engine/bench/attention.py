@@ -18,16 +18,31 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import statistics
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ...registry import get_attention, list_attentions, register_bench, table
 from .analysis import method_slopes, plot_loglog
-from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
+from .markdown import (
+    bench_dtype,
+    default_benchmarks_path,
+    format_table,
+    load_note,
+    load_now,
+    setting_flags,
+    setting_suffix,
+    setting_title,
+    write_section,
+)
 from .measure import bench_module
 
 
@@ -66,7 +81,27 @@ def register_attention_bench(name: str, *, kwargs: Callable[[int], dict] = lambd
     return spec
 
 
-register_attention_bench("full", linear=False)
+class SDPALayer(nn.Module):
+    """The reference of full attention: the four projections around `F.scaled_dot_product_attention` and nothing
+    else (no input checks, no masks). On CUDA in half precision it is pinned to the flash kernel."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int):
+        super().__init__()
+        self.heads = heads
+        self.to_q, self.to_k, self.to_v = (nn.Linear(dim, heads * dim_head, bias=False) for _ in range(3))
+        self.to_out = nn.Linear(heads * dim_head, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:                    # (B, N, dim)
+        q, k, v = (rearrange(f(x), "b n (h d) -> b h n d", h=self.heads) for f in (self.to_q, self.to_k, self.to_v))
+        flash = x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION) if flash else nullcontext():
+            out = F.scaled_dot_product_attention(q, k, v)                  # (B, H, N, d)
+        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+
+
+register_attention_bench("full", linear=False,
+                         reference=lambda n, dim, heads, dim_head: SDPALayer(dim, heads, dim_head),
+                         ref_name="SDPA layer (flash kernel on CUDA in half precision)")
 
 
 def attention_bench_specs() -> dict[str, AttentionBenchSpec]:
@@ -100,8 +135,10 @@ MAX_REFERENCE_N = 8192     # transformers' BigBird materialises the n x n probab
 
 
 def bench_attention_rows(spec: AttentionBenchSpec, sizes: list[int], *, dim: int, heads: int, dim_head: int,
-                         device, repeats: int, warmup: int, max_ms: float) -> tuple[list[dict], str | None]:
-    """Rows for one method (and its reference) over `sizes`; stops growing n once our step takes `max_ms`.
+                         device, repeats: int, warmup: int, max_ms: float,
+                         dtype: torch.dtype | None = None) -> tuple[list[dict], str | None]:
+    """Rows for one method (and its reference) over `sizes`, in `dtype` (None: as built, float32); stops growing n
+    once our step takes `max_ms`.
 
     Only our row decides: a slow reference is dropped at larger n (`MAX_REFERENCE_N`), never our method.
     """
@@ -119,7 +156,7 @@ def bench_attention_rows(spec: AttentionBenchSpec, sizes: list[int], *, dim: int
             lambda n: (torch.randn(1, n, dim, requires_grad=True),), [n], device=device, repeats=reps,
             warmup=min(warmup, reps), name=spec.name, ref_name=spec.ref_name or "reference",
             reference=None if reference is None or n > MAX_REFERENCE_N
-            else (lambda n: _SelfAttention(reference(n, dim, heads, dim_head))))
+            else (lambda n: _SelfAttention(reference(n, dim, heads, dim_head))), dtype=dtype)
         rows += new
         ours = [r for r in new if r["method"] == spec.name]
         if not all(r.get("time_ms", float("inf")) < max_ms for r in ours):
@@ -135,6 +172,7 @@ def bench_attention(args) -> None:
     quick = bool(getattr(args, "quick", False))
     repeats, warmup = (2, 1) if quick else (args.repeats, args.warmup)
     device = resolve_device(getattr(args, "device", "cpu") or "cpu")
+    dtype = bench_dtype(getattr(args, "dtype", None))
     dim, heads, dim_head = (64, 2, 32) if quick else (512, 8, 64)
     sizes = _sizes(quick)
     pattern = getattr(args, "pattern", None)
@@ -145,7 +183,8 @@ def bench_attention(args) -> None:
             continue
         print(f"[bench attention] {name}", file=sys.stderr, flush=True)
         new, note = bench_attention_rows(spec, sizes, dim=dim, heads=heads, dim_head=dim_head, device=device,
-                                         repeats=repeats, warmup=warmup, max_ms=20_000.0)
+                                         repeats=repeats, warmup=warmup, max_ms=20_000.0,
+                                         dtype=None if dtype == torch.float32 else dtype)
         rows += new
         notes += [f"- {note}"] if note else []
         slopes = method_slopes(new, min_size=1024, missing_ok=True)
@@ -158,26 +197,30 @@ def bench_attention(args) -> None:
                             "memory slope": slopes[method]["peak_mb"],
                             "max n": max((r["size"] for r in new if r["method"] == method and "time_ms" in r),
                                          default="-"),
-                            "ratio (median)": sorted(ratios)[len(ratios) // 2] if ratios else ""})
+                            "ratio (median)": statistics.median(ratios) if ratios else ""})
     out = getattr(args, "out", None) or default_benchmarks_path()
     # a run limited by --pattern gets a section of its own, so that it does not replace the table of every method
     partial = bool(pattern) and any(not fnmatch.fnmatch(name, pattern) for name in attention_bench_specs())
     section = f"attention-{re.sub(r'[^A-Za-z0-9_]+', '-', pattern)}" if partial else "attention"
+    section += setting_suffix(device, dtype)
     figures = []
     if not quick and not partial:
         for key, label in (("time_ms", "time"), ("peak_mb", "memory")):
-            path = out.parent / "figures" / f"attention_{label}.png"
+            path = out.parent / "figures" / f"attention_{label}{setting_suffix(device, dtype).replace('-', '_')}.png"
             plot_loglog([r for r in rows if r["method"] in attention_bench_specs()], key, path,
                         f"attention: forward+backward {label} vs n")
             figures.append(f"![attention {label}](figures/{path.name})")
     markdown = "\n".join([
-        f"## Attention: `{pattern}` only" if partial else "## Attention",
+        (f"## Attention: `{pattern}` only" if partial else "## Attention") + setting_title(device, dtype),
         "",
-        f"`archzoo bench attention{f' --pattern {pattern}' if partial else ''}`: "
+        f"`archzoo bench attention{f' --pattern {pattern}' if partial else ''}"
+        f"{setting_flags(device, dtype)}`: "
         f"batch 1, dim {dim}, {heads} heads of {dim_head}, self-attention alone "
-        f"(projections included), forward+backward on `{device}` (torch {torch.__version__}), median of {repeats} "
+        f"(projections included), forward+backward on `{device}` in {str(dtype).removeprefix('torch.')} (torch "
+        f"{torch.__version__}), median of {repeats} "
         f"steps after {warmup} warm-up{' (quick run)' if quick else ''}. `ratio` = our median time / the "
-        "reference's on the same input (references run up to n = 8192). A method stops at the first n whose "
+        "reference's on the same input (references run up to n = 8192), `ratio (median)` its median over n. "
+        "A method stops at the first n whose "
         "own step takes over 20 s. "
         "Slopes are log-log least squares from n = 1024 up (memory slope <= 1.15 is the target for linear methods)."
         f"{load_note(load)}",

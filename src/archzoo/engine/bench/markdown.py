@@ -7,6 +7,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from ...fileio import atomic_write
 from ...registry import repo_root
 
@@ -33,6 +35,38 @@ def load_note(start: float) -> str:
     return (f" Machine load average {start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
             f"({os.cpu_count()} cores): times measured on a busy machine are inflated, ratios measured back to "
             "back less so.")
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def bench_dtype(name: str | None) -> torch.dtype:
+    """The dtype named by `archzoo bench --dtype` (None: float32)."""
+    if name is None:
+        return torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def setting_suffix(device: torch.device, dtype: torch.dtype) -> str:
+    """The section-name suffix of a run off the CPU or in another dtype ("-cuda-bfloat16"); "" for CPU float32,
+    so that a GPU run gets a section of its own beside the CPU one."""
+    parts = ([] if device.type == "cpu" else [device.type]) + ([] if dtype == torch.float32 else
+                                                                [str(dtype).removeprefix("torch.")])
+    return "".join(f"-{p}" for p in parts)
+
+
+def setting_flags(device: torch.device, dtype: torch.dtype) -> str:
+    """The command-line flags of that setting (" --device cuda --dtype bfloat16"); "" for CPU float32."""
+    if not setting_suffix(device, dtype):
+        return ""
+    return f" --device {device.type} --dtype {str(dtype).removeprefix('torch.')}"
+
+
+def setting_title(device: torch.device, dtype: torch.dtype) -> str:
+    """The same, for the section's title (": cuda, bfloat16"); "" for CPU float32."""
+    return f": {device.type}, {str(dtype).removeprefix('torch.')}" if setting_suffix(device, dtype) else ""
 
 
 def load_now() -> float:

@@ -159,14 +159,19 @@ def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`x` on `device`, still a leaf (so its `.grad` is filled) when it requires grad."""
-    return x if x.device == device else x.detach().to(device).requires_grad_(x.requires_grad)
+def _to_device(x: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`x` on `device` (floating point: in `dtype` when given), still a leaf (so its `.grad` is filled) when it
+    requires grad."""
+    dtype = dtype if dtype is not None and x.is_floating_point() else x.dtype
+    if x.device == device and x.dtype == dtype:
+        return x
+    return x.detach().to(device, dtype).requires_grad_(x.requires_grad)
 
 
-def _build(make: Callable | nn.Module, size, device: torch.device) -> nn.Module:
+def _build(make: Callable | nn.Module, size, device: torch.device,
+           dtype: torch.dtype | None = None) -> nn.Module:
     module = make if isinstance(make, nn.Module) else make(size)
-    return module.to(device)
+    return module.to(device) if dtype is None else module.to(device, dtype)
 
 
 def _summary(times: list[float]) -> dict:
@@ -175,7 +180,7 @@ def _summary(times: list[float]) -> dict:
 
 
 def _bench_size(methods: list, make_inputs: Callable, size, device: torch.device, *, repeats: int, warmup: int,
-                backward: bool) -> list[dict]:
+                backward: bool, dtype: torch.dtype | None = None) -> list[dict]:
     """One row per method at one size, all on the same inputs; a failure (OOM included) is that row's error.
 
     Every method is built and warmed up, then the timed steps go round the methods, one step each, in turn and in
@@ -183,13 +188,14 @@ def _bench_size(methods: list, make_inputs: Callable, size, device: torch.device
     rows = [{"method": method, "size": size} for method, _ in methods]
     try:
         inputs = make_inputs(size)
-        inputs = tuple(_to_device(x, device) for x in (inputs if isinstance(inputs, (tuple, list)) else (inputs,)))
+        inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+        inputs = tuple(_to_device(x, device, dtype) for x in inputs)
     except Exception as e:
         return [{**row, "error": _error(e)} for row in rows]
     live, times = {}, {}                                   # row index -> module, timed steps
     for i, (row, (_, make)) in enumerate(zip(rows, methods)):
         try:
-            live[i] = _build(make, size, device)
+            live[i] = _build(make, size, device, dtype)
             time_step(live[i], inputs, repeats=0, warmup=warmup, backward=backward, device=device)
             times[i] = []
         except Exception as e:
@@ -223,14 +229,15 @@ def _free(device: torch.device) -> None:
 def bench_module(make_module: Callable | nn.Module, make_inputs: Callable, sizes: Sequence, *,
                  device: str | torch.device = "cpu", repeats: int = 10, warmup: int = 3, backward: bool = True,
                  reference: Callable | nn.Module | None = None, name: str = "ours",
-                 ref_name: str = "reference") -> list[dict]:
+                 ref_name: str = "reference", dtype: torch.dtype | None = None) -> list[dict]:
     """Time forward+backward and measure peak memory of `make_module(size)` on `make_inputs(size)` per size.
 
     `make_module` and `reference` are factories `size -> nn.Module` or fixed modules; `make_inputs(size)`
     returns a tensor or a tuple of tensors, moved to `device` and shared by both methods. Returns one
     row per (method, size): `{"method", "size", "time_ms", "time_iqr_ms", "time_min_ms", "peak_mb"}`,
     plus `ratio` (ours / reference median time) on our rows, or `{"method", "size", "error"}`.
-    `backward=False` times the forward alone, under `torch.no_grad()`.
+    `backward=False` times the forward alone, under `torch.no_grad()`. `dtype` (e.g. `torch.bfloat16`) casts the
+    modules and the floating-point inputs; None keeps them as built.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -239,7 +246,7 @@ def bench_module(make_module: Callable | nn.Module, make_inputs: Callable, sizes
     rows = []
     for size in sizes:
         size_rows = _bench_size(methods, make_inputs, size, device, repeats=repeats, warmup=warmup,
-                                backward=backward)
+                                backward=backward, dtype=dtype)
         if reference is not None and all("time_ms" in r for r in size_rows):
             size_rows[0]["ratio"] = size_rows[0]["time_ms"] / size_rows[1]["time_ms"]
         rows += size_rows

@@ -11,7 +11,17 @@ import torch
 from torch import nn
 
 from ...registry import register_bench, table
-from .markdown import default_benchmarks_path, format_table, load_note, load_now, write_section
+from .flops import peak_tflops, step_flops
+from .markdown import (
+    bench_dtype,
+    default_benchmarks_path,
+    format_table,
+    load_note,
+    load_now,
+    setting_suffix,
+    setting_title,
+    write_section,
+)
 from .measure import bench_module
 
 
@@ -90,7 +100,8 @@ LARGE_MODEL_PARAMS = 150e6
 
 
 def bench_image_model(name: str, *, batch_size: int, img_size: int | None, device, repeats, warmup,
-                      with_reference: bool = True) -> dict:
+                      with_reference: bool = True, dtype: torch.dtype | None = None,
+                      peak: float | None = None) -> dict:
     """One registered image classifier: forward+backward on a random batch of its input size, and, when one is
     registered and installed (and `with_reference`), its public reference on the same batch and in the same
     training/eval mode (`ref_ms`, `ratio` = ours / reference).
@@ -98,6 +109,9 @@ def bench_image_model(name: str, *, batch_size: int, img_size: int | None, devic
     On a CPU a model over `LARGE_MODEL_PARAMS` takes minutes a step, so it gets at most 2 timed steps after 1
     warm-up (the row's `steps` says how many were timed) and no reference beside it. A preset with a registered
     `batch_limit` runs at that batch when it is smaller than `batch_size` (the row's `input` shows the batch).
+    `dtype` casts model, reference and batch (None: float32 as built). `tflop/s`: the model FLOPs of the step
+    (`flops.step_flops`) over its median time; `mfu`: that over `peak` TFLOP/s (default: the device's datasheet
+    peak for the dtype, `flops.peak_tflops`; none on a CPU).
     """
     limit = batch_limit(name)
     capped = limit is not None and limit[0] < batch_size
@@ -125,13 +139,20 @@ def bench_image_model(name: str, *, batch_size: int, img_size: int | None, devic
         reference.train(model.training)      # the same mode as ours: BN with batch statistics in both, or in neither
     rows = bench_module(model, lambda _: (torch.randn(batch_size, c, h, w),), [None], device=device,
                         repeats=repeats, warmup=warmup, name=name, reference=reference,
-                        ref_name=ref_name or "reference")
+                        ref_name=ref_name or "reference", dtype=dtype)
     row = {"model": name, "params (M)": params / 1e6, "input": f"{batch_size}x{c}x{h}x{w}", "steps": repeats,
            **{k: v for k, v in rows[0].items() if k not in ("method", "size")}}
     if capped:
         row["batch_limit"] = limit[1]
     if "time_ms" in row:
         row["images/s"] = batch_size / row["time_ms"] * 1e3
+        flops = step_flops(preset_on_meta(name, **({} if img_size is None else {"img_size": img_size})),
+                           (batch_size, c, h, w))
+        peak = peak if peak is not None else peak_tflops(device, dtype or torch.float32)
+        if flops is not None:
+            row["tflop/s"] = flops / row["time_ms"] / 1e9
+            if peak:
+                row["mfu"] = row["tflop/s"] / peak
     if reference is not None:
         row.update({"reference": ref_name, "ref_ms": rows[1].get("time_ms"), "ref_mb": rows[1].get("peak_mb")})
     elif note:
@@ -145,7 +166,9 @@ def bench_models(args) -> None:
 
     `args`: `device`, `repeats`, `warmup`, `quick` (2 repeats, 1 warm-up, batch 2 at 32x32), `out`
     (docs/benchmarks.md), `pattern` (fnmatch on model names, several separated by `|`), `batch_size`, `img_size`,
-    `family` (only that family's presets, written to their own section `models-<family>`).
+    `family` (only that family's presets, written to their own section `models-<family>`), `dtype` ("float32",
+    "bfloat16", "float16") and `peak_tflops` (the peak for MFU where the device's is not known). A run off the
+    CPU or in another dtype writes its own section (`models-<family>-cuda-bfloat16`), beside the CPU one.
     """
     from ...registry import get_paper, list_papers, model_paper
     from ..runtime import resolve_device
@@ -155,42 +178,53 @@ def bench_models(args) -> None:
     batch_size = getattr(args, "batch_size", None) or (2 if quick else 8)
     img_size = getattr(args, "img_size", None) or (32 if quick else None)
     device = resolve_device(getattr(args, "device", "cpu") or "cpu")
+    dtype = bench_dtype(getattr(args, "dtype", None))
     load = load_now()
     family = getattr(args, "family", None)
     if family is not None:
         list_papers(family)                                   # an unknown family raises ValueError
     out = getattr(args, "out", None) or default_benchmarks_path()
     section = f"models-{family}" if family else "models"
+    section += setting_suffix(device, dtype)
     names = [name for name in matching_models(getattr(args, "pattern", None))
              if family is None or get_paper(model_paper(name)).family == family]
+    setting = dict(family=family, device=device, dtype=dtype, repeats=repeats, warmup=warmup, quick=quick, load=load,
+                   total=len(names))
     rows = []
     for name in names:
         print(f"[bench models] {name}", file=sys.stderr, flush=True)
         rows.append(bench_image_model(name, batch_size=batch_size, img_size=img_size, device=device,
-                                       repeats=repeats, warmup=warmup))
+                                       repeats=repeats, warmup=warmup, dtype=None if dtype == torch.float32 else dtype,
+                                       peak=getattr(args, "peak_tflops", None)))
         # written after every preset, so a run killed midway (out of memory) keeps the rows it measured, and says
         # that it is partial
-        write_section(out, section, _models_section(rows, family, device, repeats, warmup, quick, load, len(names)))
-    markdown = _models_section(rows, family, device, repeats, warmup, quick, load, len(names))
+        write_section(out, section, _models_section(rows, **setting))
+    markdown = _models_section(rows, **setting)
     write_section(out, section, markdown)
     print(markdown)
 
 
-def _models_section(rows: list[dict], family: str | None, device, repeats: int, warmup: int, quick: bool,
-                    load: float, total: int) -> str:
+def _models_section(rows: list[dict], *, family: str | None, device, dtype: torch.dtype, repeats: int, warmup: int,
+                    quick: bool, load: float, total: int) -> str:
     measured = [r for r in rows if "note" not in r]
     skipped = [f"- `{r['model']}`: {r['note']}" for r in rows if "note" in r]
     capped = [f"- `{r['model']}` ran at {r['input']}: {r['batch_limit']}" for r in measured if "batch_limit" in r]
     partial = (f" **Partial: {len(rows)} of the {total} presets measured so far** (a run stopped here has lost the "
                f"other presets' rows from this section)." if len(rows) < total else "")
+    mfu = any("mfu" in r for r in measured)
     return "\n".join([
-        f"## Models{f' ({family} family)' if family else ''}",
+        f"## Models{f' ({family} family)' if family else ''}{setting_title(device, dtype)}",
         "",
-        f"Forward+backward of a random batch on `{device}` (torch {torch.__version__}): median of {repeats} "
-        f"steps after {warmup} warm-up{' (quick run)' if quick else ''}.{load_note(load)}{partial}",
+        f"Forward+backward of a random batch on `{device}` in {str(dtype).removeprefix('torch.')} (torch "
+        f"{torch.__version__}): median of {repeats} steps after {warmup} warm-up{' (quick run)' if quick else ''}. "
+        "`tflop/s`: the model FLOPs of one step (matrix products and convolutions, forward and backward, counted on "
+        f"the meta device) over its median time"
+        f"{'; `mfu`: that over the peak of the device for the dtype' if mfu else ''}."
+        f"{load_note(load)}{partial}",
         "",
-        format_table(measured, ["model", "params (M)", "input", "steps", "time_ms", "images/s", "peak_mb",
-                                "reference", "ref_ms", "ratio", "ref_mb"]).rstrip()
+        format_table(measured, ["model", "params (M)", "input", "steps", "time_ms", "images/s", "tflop/s",
+                                *(["mfu"] if mfu else []), "peak_mb", "reference", "ref_ms", "ratio",
+                                "ref_mb"]).rstrip()
         if measured else "No registered image classifier matches.",
         *(["", "Run at a smaller batch:", *capped] if capped else []),
         *(["", "Skipped:", *skipped] if skipped else []),

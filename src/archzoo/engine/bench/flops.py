@@ -27,13 +27,14 @@ PEAK_TFLOPS: dict[tuple[str, torch.dtype], float] = {
 
 def step_flops(model_on_meta: nn.Module, input_shape: tuple[int, ...]) -> int | None:
     """FLOPs of one forward + backward of `model_on_meta` (built on the meta device) on a batch of `input_shape`;
-    None when the model does not run on the meta device (an op with a data-dependent shape)."""
+    None when the model does not run on the meta device (an op with a data-dependent shape, e.g. the adaptive ODE
+    solver of `odenet_mnist`): the count is an extra column, so no failure of it may stop a benchmark."""
     x = torch.empty(input_shape, device="meta")
     try:
         with FlopCounterMode(display=False) as counter:
             out = model_on_meta(x)
             (out if isinstance(out, torch.Tensor) else out[0]).float().sum().backward()
-    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+    except Exception:
         return None
     return counter.get_total_flops()
 

@@ -12,6 +12,7 @@ from archzoo.core import FullAttention, SequenceTransformer, Transformer
 from archzoo.engine.bench import peak_memory
 from archzoo.papers.linear_transformer import (
     IncrementalDecoder,
+    KeyValueSums,
     LinearAttention,
     causal_linear_attention,
     elu_feature_map,
@@ -94,6 +95,25 @@ def test_a_query_with_no_key_outputs_zero_as_full_attention_does():
     causal = attn(x, mask=left_padded, causal=True)
     assert torch.count_nonzero(causal[:, :2]) == 0
     torch.testing.assert_close(causal[:, 2:], quadratic_attention(attn, x, mask=left_padded, causal=True)[:, 2:])
+
+
+def test_key_value_sums_and_their_hand_written_gradients():
+    phi_k, v = randn(2, 3, 11, 4).exp().requires_grad_(), randn(2, 3, 11, 5).requires_grad_()
+    kv, z = KeyValueSums.apply(phi_k, v).split([5, 1], dim=-1)
+    torch.testing.assert_close(kv, phi_k.transpose(-2, -1) @ v)                  # sum_j phi(K_j) V_j^T
+    torch.testing.assert_close(z.squeeze(-1), phi_k.sum(-2))                    # sum_j phi(K_j)
+    assert torch.autograd.gradcheck(KeyValueSums.apply, (phi_k, v))
+    assert torch.autograd.gradgradcheck(KeyValueSums.apply, (phi_k, v))
+
+
+def test_non_causal_gradients_match_the_quadratic_form():
+    attn, x = layer(), randn(2, 10, 24).requires_grad_()
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    g1 = torch.autograd.grad(attn(x, mask=mask).square().sum(), [x, *attn.parameters()])
+    g2 = torch.autograd.grad(quadratic_attention(attn, x, mask=mask).square().sum(), [x, *attn.parameters()])
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
 
 
 def test_cost_is_linear_no_n_by_n_matrix_is_formed():

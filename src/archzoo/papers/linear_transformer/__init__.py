@@ -9,6 +9,7 @@ the causal form with prefix sums in chunks (Eq. 8-12) and the recurrent step (Eq
 
 from . import bench, claims, models  # noqa: F401  (registers the benchmark, the claims and the preset)
 from .attention import (
+    KeyValueSums,
     LinearAttention,
     LinearAttentionState,
     causal_linear_attention,
@@ -19,6 +20,6 @@ from .attention import (
 from .generation import IncrementalDecoder, KVCacheSoftmaxAttention, RecurrentLinearAttention, generate
 from .models import linear_transformer_lm
 
-__all__ = ["LinearAttention", "LinearAttentionState", "causal_linear_attention", "elu_feature_map",
+__all__ = ["KeyValueSums", "LinearAttention", "LinearAttentionState", "causal_linear_attention", "elu_feature_map",
            "linear_attention", "recurrent_step", "IncrementalDecoder", "KVCacheSoftmaxAttention",
            "RecurrentLinearAttention", "generate", "linear_transformer_lm"]

@@ -125,32 +125,27 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float 
     `phi_q`, `phi_k` (B, H, N, d), `v` (B, H, N, e). `state` continues from earlier tokens (the initial
     S_0, Z_0; zeros when None). Returns the output (B, H, N, e) and the state after the last token.
     """
-    n = phi_q.shape[2]
+    n, e = phi_q.shape[2], v.shape[-1]
     pad = (-n) % chunk_size if n else chunk_size           # N = 0: one chunk of padding, so S and Z stay defined
     if pad:                                                # zero features: padded keys add nothing to S, Z
         phi_q, phi_k, v = (F.pad(t, (0, 0, 0, pad)) for t in (phi_q, phi_k, v))
     q, k, vc = (rearrange(t, "b h (c l) x -> b h c l x", l=chunk_size) for t in (phi_q, phi_k, v))
 
     weights = (q @ k.transpose(-2, -1)).tril()             # (B, H, c, C, C)  \phi(Q_i)^T \phi(K_j), j <= i
-    kv = k.transpose(-2, -1) @ vc                          # (B, H, c, d, e)  \sum_{j in chunk} \phi(K_j) V_j^T
-    kz = k.sum(-2)                                         # (B, H, c, d)     \sum_{j in chunk} \phi(K_j)
-    S = kv.cumsum(2)                                       # S at the end of each chunk (Eq. 10, without S_0)
-    Z = kz.cumsum(2)                                       # Z at the end of each chunk (Eq. 11)
-    S_before = F.pad(S[:, :, :-1], (0, 0, 0, 0, 1, 0))     # (B, H, c, d, e)  everything before the chunk
-    Z_before = F.pad(Z[:, :, :-1], (0, 0, 1, 0))           # (B, H, c, d)
+    SZ = KeyValueSums.apply(k, vc).cumsum(2)               # (B, H, c, d, e + 1)  [S, Z] at the end of each chunk
+    SZ_before = F.pad(SZ[:, :, :-1], (0, 0, 0, 0, 1, 0))   # everything before the chunk (Eq. 10-11, without S_0)
     if state is not None:
-        S_before = S_before + state.S.unsqueeze(2)
-        Z_before = Z_before + state.z.unsqueeze(2)
+        SZ_0 = torch.cat([state.S, state.z.unsqueeze(-1)], dim=-1)   # (B, H, d, e + 1)
+        SZ_before = SZ_before + SZ_0.unsqueeze(2)
 
-    numerator = weights @ vc + q @ S_before                # (B, H, c, C, e)  \phi(Q_i)^T S_i
-    denominator = weights.sum(-1) + (q @ Z_before.unsqueeze(-1)).squeeze(-1)   # (B, H, c, C)  \phi(Q_i)^T Z_i
-    out = numerator / (denominator.unsqueeze(-1) + eps)    # Eq. 12
+    numerator, denominator = (q @ SZ_before).split([e, 1], dim=-1)   # the earlier chunks' share of Eq. 12
+    numerator = numerator + weights @ vc                   # (B, H, c, C, e)  \phi(Q_i)^T S_i
+    denominator = denominator + weights.sum(-1, keepdim=True)        # (B, H, c, C, 1)  \phi(Q_i)^T Z_i
+    out = numerator / (denominator + eps)                  # Eq. 12
     out = rearrange(out, "b h c l e -> b h (c l) e")[:, :, :n]                # (B, H, N, e)
 
-    S_end, z_end = S[:, :, -1], Z[:, :, -1]
-    if state is not None:
-        S_end, z_end = S_end + state.S, z_end + state.z
-    return out, LinearAttentionState(S_end, z_end)
+    SZ_end = SZ[:, :, -1] if state is None else SZ[:, :, -1] + SZ_0
+    return out, LinearAttentionState(SZ_end[..., :e], SZ_end[..., e])
 
 
 def recurrent_step(phi_q: Tensor, phi_k: Tensor, v: Tensor, state: LinearAttentionState,

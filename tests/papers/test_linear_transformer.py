@@ -104,6 +104,8 @@ def test_key_value_sums_and_their_hand_written_gradients():
     torch.testing.assert_close(z.squeeze(-1), phi_k.sum(-2))                    # sum_j phi(K_j)
     assert torch.autograd.gradcheck(KeyValueSums.apply, (phi_k, v))
     assert torch.autograd.gradgradcheck(KeyValueSums.apply, (phi_k, v))
+    shared_keys, values = randn(3, 11, 4).exp().requires_grad_(), randn(2, 1, 11, 5).requires_grad_()
+    assert torch.autograd.gradcheck(KeyValueSums.apply, (shared_keys, values))    # leading dims broadcast
 
 
 def test_non_causal_gradients_match_the_quadratic_form():

@@ -70,7 +70,7 @@ class LinearAttentionState(NamedTuple):
 class KeyValueSums(torch.autograd.Function):
     r"""The two key sums of Eq. 6, [\sum_j \phi(K_j) V_j^T, \sum_j \phi(K_j)], as one (d x (e + 1)) matrix.
 
-    `phi_k` (..., M, d), `v` (..., M, e), with the same leading dims. The backward forms both input gradients as
+    `phi_k` (..., M, d), `v` (..., M, e), leading dims broadcast. The backward forms both input gradients as
     (M, .) products, grad \phi(K) = V grad_S^T + grad_z (each row) and grad V = \phi(K) grad_S, in the layout of
     the inputs. Autograd's matmul would form the gradient of \phi(K)^T as a (d x M) matrix and hand it on
     transposed, so that the feature map's elementwise backward would read it across rows (about a tenth of the
@@ -82,7 +82,8 @@ class KeyValueSums(torch.autograd.Function):
     def forward(ctx, phi_k: Tensor, v: Tensor) -> Tensor:
         ctx.save_for_backward(phi_k, v)
         kv = phi_k.transpose(-2, -1) @ v                   # (..., d, e)  \sum_j \phi(K_j) V_j^T
-        return torch.cat([kv, phi_k.sum(-2).unsqueeze(-1)], dim=-1)   # (..., d, e + 1), z as the last column
+        z = phi_k.sum(-2).unsqueeze(-1).expand(*kv.shape[:-1], 1)    # (..., d, 1)  \sum_j \phi(K_j)
+        return torch.cat([kv, z], dim=-1)                  # (..., d, e + 1), z as the last column
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -101,8 +102,8 @@ def linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float = 1e-6)
 
         V' = \phi(Q) (\phi(K)^T V) / (\phi(Q) \sum_j \phi(K_j))
 
-    `phi_q` (..., N, d), `phi_k` (..., M, d), `v` (..., M, e) -> (..., N, e), keys and values with the same
-    leading dims. `eps` keeps the division finite when every key is padding (then the output is 0). Nothing of
+    `phi_q` (..., N, d), `phi_k` (..., M, d), `v` (..., M, e) -> (..., N, e), leading dims broadcast.
+    `eps` keeps the division finite when every key is padding (then the output is 0). Nothing of
     size N x M is formed. The key sum rides along as one more column of the (d x e) key-value matrix
     (`KeyValueSums`), so that one product with \phi(Q) gives every numerator and the denominator: no
     (N, d)-sized product for the denominator, forward or backward.
